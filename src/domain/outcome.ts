@@ -1,0 +1,27 @@
+// Facts about a packet derived from its claims: status, best luck, time to empty.
+import type { Claim, Packet, PacketStatus } from './packet.js';
+
+/** Status from facts: every share claimed → finished, whatever the clock says. */
+export function statusOf(packet: Packet, claimedCount: number, closedAsExpired: boolean): PacketStatus {
+  if (claimedCount >= packet.count) return 'finished';
+  return closedAsExpired ? 'expired' : 'live';
+}
+
+/** 手气最佳: the largest amount; on a tie the earliest open (lowest seq) wins. */
+export function bestLuck(claims: readonly Claim[]): Claim | undefined {
+  let best: Claim | undefined;
+  for (const claim of claims) {
+    if (best === undefined || claim.amountFen > best.amountFen || (claim.amountFen === best.amountFen && claim.seq < best.seq)) {
+      best = claim;
+    }
+  }
+  return best;
+}
+
+/** Milliseconds from going live to the last share, for "n个红包, s秒被抢光". */
+export function timeToEmptyMs(packet: Packet, claims: readonly Claim[]): number | undefined {
+  if (claims.length < packet.count) return undefined;
+  let lastMs = packet.liveAtMs;
+  for (const claim of claims) lastMs = Math.max(lastMs, claim.claimedAtMs);
+  return lastMs - packet.liveAtMs;
+}

@@ -1,0 +1,45 @@
+// The packet and its claims as the domain sees them: plain data, integer fen, times in ms.
+import type { Fen } from '../money/money.js';
+
+export const PACKET_TYPES = ['personal', 'group_fixed', 'group_lucky'] as const;
+export type PacketType = (typeof PACKET_TYPES)[number];
+
+/** `live` accepts opens; `finished` has every share claimed; `expired` was closed with a refund. */
+export type PacketStatus = 'live' | 'finished' | 'expired';
+
+export interface Packet {
+  readonly id: string;
+  readonly type: PacketType;
+  readonly senderId: string;
+  readonly targetId: string;
+  readonly count: number;
+  readonly totalFen: Fen;
+  readonly greeting: string;
+  /** Only these users may open a group packet; null means any member of the group. */
+  readonly members: readonly string[] | null;
+  readonly createdAtMs: number;
+  /** When the packet went live (paid). Expiry and time-to-empty count from here. */
+  readonly liveAtMs: number;
+  readonly expiresAtMs: number;
+}
+
+export interface Claim {
+  readonly packetId: string;
+  /** 1-based position of this open among the packet's claims. */
+  readonly seq: number;
+  readonly userId: string;
+  readonly amountFen: Fen;
+  readonly claimedAtMs: number;
+}
+
+/** Who may open a packet: the target of a personal packet; anyone (or the listed members) of a group. */
+export function mayOpen(packet: Packet, userId: string): boolean {
+  if (packet.type === 'personal') return userId === packet.targetId && userId !== packet.senderId;
+  if (packet.members !== null) return packet.members.includes(userId);
+  return true;
+}
+
+/** The sender may always view; anyone who may open may view. */
+export function mayView(packet: Packet, userId: string): boolean {
+  return userId === packet.senderId || mayOpen(packet, userId);
+}

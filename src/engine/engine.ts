@@ -1,0 +1,176 @@
+// The engine: routes each packet to its actor (one per packet, activated on first use,
+// evicted when idle), and sheds load at fixed bounds instead of queueing without end.
+import { UnavailableError } from '../domain/errors.js';
+import type { Limits } from '../domain/limits.js';
+import type { Claim } from '../domain/packet.js';
+import type { Seed } from '../domain/random.js';
+import type { PacketEvent } from '../log/events.js';
+import type { Clock } from './clock.js';
+import { HashRing } from './hash-ring.js';
+import { PacketActor, type GrabOutcome, type OpenOutcome, type PacketSnapshot, type StoredPacket } from './packet-actor.js';
+
+/** Opens in progress in this process (all packets); past it, open answers busy at once. */
+export const OPENS_IN_FLIGHT_MAX = 20_000;
+/** Packets being loaded from storage at once; past it, requests for cold packets answer busy. */
+export const ACTIVATIONS_IN_FLIGHT_MAX = 2_000;
+export const SHARD_COUNT_DEFAULT = 16;
+
+/** Where actors come from. `load` must wait until storage has every durable event of the packet. */
+export interface PacketSource {
+  load(packetId: string): Promise<StoredPacket | null>;
+}
+
+export interface EngineOptions {
+  readonly limits: Limits;
+  readonly clock: Clock;
+  readonly seedFor: (packetId: string) => Seed;
+  readonly source: PacketSource;
+  readonly commit: (event: PacketEvent, onFailure: () => void) => Promise<void>;
+  readonly shardCount?: number;
+  readonly onClaimDecided?: (claim: Claim) => void;
+  readonly onClaimFailed?: (claim: Claim) => void;
+}
+
+export type EngineOpenOutcome = OpenOutcome | { state: 'not_found' };
+export type EngineGrabOutcome = GrabOutcome | { state: 'not_found' } | { state: 'busy'; retryAfterMs: number };
+
+interface Slot {
+  actor: PacketActor | undefined;
+  activation: Promise<PacketActor | null> | undefined;
+}
+
+const BUSY = { state: 'busy', retryAfterMs: 100 } as const;
+
+export class Engine {
+  private readonly ring: HashRing;
+  private readonly shards = new Map<string, Map<string, Slot>>();
+  private opensInFlight = 0;
+  private activationsInFlight = 0;
+
+  constructor(private readonly options: EngineOptions) {
+    const shardNames = Array.from({ length: options.shardCount ?? SHARD_COUNT_DEFAULT }, (_, index) => `shard-${index}`);
+    for (const name of shardNames) this.shards.set(name, new Map());
+    this.ring = new HashRing(shardNames);
+  }
+
+  async open(packetId: string, userId: string): Promise<EngineOpenOutcome> {
+    if (this.opensInFlight >= OPENS_IN_FLIGHT_MAX) return BUSY;
+    this.opensInFlight += 1;
+    try {
+      const actor = await this.actorFor(packetId);
+      if (actor === 'busy') return BUSY;
+      if (actor === null) return { state: 'not_found' };
+      return await actor.open(userId, this.options.clock.now());
+    } finally {
+      this.opensInFlight -= 1;
+    }
+  }
+
+  /** 抢: answered from memory (after a one-time activation); never enters the decision path. */
+  async grab(packetId: string, userId: string): Promise<EngineGrabOutcome> {
+    const actor = await this.actorFor(packetId);
+    if (actor === 'busy') return BUSY;
+    if (actor === null) return { state: 'not_found' };
+    return actor.grab(userId, this.options.clock.now());
+  }
+
+  /** The durable state of a packet, for the result page. */
+  async view(packetId: string): Promise<PacketSnapshot | null | 'busy'> {
+    const actor = await this.actorFor(packetId);
+    if (actor === 'busy' || actor === null) return actor;
+    return actor.snapshot();
+  }
+
+  /** Closes a packet whose deadline passed; a no-op for a packet that is closed or not yet due. */
+  async expire(packetId: string): Promise<void> {
+    const actor = await this.actorFor(packetId);
+    if (actor === 'busy' || actor === null) return;
+    await actor.expire(this.options.clock.now());
+  }
+
+  /** A packet just created (and stored): start its actor without a read. */
+  adopt(stored: StoredPacket): void {
+    const shard = this.shardOf(stored.packet.id);
+    if (shard.has(stored.packet.id)) return;
+    shard.set(stored.packet.id, { actor: this.build(stored), activation: undefined });
+  }
+
+  /** Drops actors with nothing in flight that were not used for idleMs. Returns how many. */
+  evictIdle(idleMs: number): number {
+    const nowMs = this.options.clock.now();
+    let evicted = 0;
+    for (const shard of this.shards.values()) {
+      for (const [packetId, slot] of shard) {
+        const actor = slot.actor;
+        if (actor !== undefined && actor.pendingWrites === 0 && nowMs - actor.lastUsedMs >= idleMs) {
+          shard.delete(packetId);
+          evicted += 1;
+        }
+      }
+    }
+    return evicted;
+  }
+
+  get stats() {
+    let actors = 0;
+    for (const shard of this.shards.values()) actors += shard.size;
+    return { actors, opensInFlight: this.opensInFlight, activationsInFlight: this.activationsInFlight };
+  }
+
+  private shardOf(packetId: string): Map<string, Slot> {
+    return this.shards.get(this.ring.ownerOf(packetId))!;
+  }
+
+  private build(stored: StoredPacket): PacketActor {
+    return new PacketActor(
+      stored,
+      {
+        limits: this.options.limits,
+        seed: this.options.seedFor(stored.packet.id),
+        commit: this.options.commit,
+        ...(this.options.onClaimDecided ? { onClaimDecided: this.options.onClaimDecided } : {}),
+        ...(this.options.onClaimFailed ? { onClaimFailed: this.options.onClaimFailed } : {}),
+      },
+      this.options.clock.now(),
+    );
+  }
+
+  private async actorFor(packetId: string): Promise<PacketActor | null | 'busy'> {
+    const shard = this.shardOf(packetId);
+    const slot = shard.get(packetId);
+    if (slot?.actor !== undefined) {
+      // A poisoned actor may be ahead of the log: forget it and rebuild from storage.
+      if (!slot.actor.poisoned) return slot.actor;
+      if (slot.actor.pendingWrites > 0) throw new UnavailableError('this packet is recovering from a failed write; try again');
+      shard.delete(packetId);
+    } else if (slot?.activation !== undefined) {
+      return slot.activation;
+    }
+    if (this.activationsInFlight >= ACTIVATIONS_IN_FLIGHT_MAX) return 'busy';
+
+    const fresh: Slot = { actor: undefined, activation: undefined };
+    this.activationsInFlight += 1;
+    fresh.activation = this.options.source
+      .load(packetId)
+      .then((stored) => {
+        if (shard.get(packetId) !== fresh) return shard.get(packetId)?.actor ?? null;
+        if (stored === null) {
+          shard.delete(packetId);
+          return null;
+        }
+        fresh.actor = this.build(stored);
+        fresh.activation = undefined;
+        return fresh.actor;
+      })
+      .catch((cause: unknown) => {
+        if (shard.get(packetId) === fresh) shard.delete(packetId);
+        if (cause instanceof UnavailableError) throw cause;
+        throw new UnavailableError('could not load the packet from storage', { cause });
+      })
+      .finally(() => {
+        this.activationsInFlight -= 1;
+      });
+    shard.set(packetId, fresh);
+    return fresh.activation;
+  }
+}

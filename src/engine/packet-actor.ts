@@ -1,0 +1,237 @@
+// One actor per live packet: every state change of the packet is decided here, synchronously,
+// in memory, so opens and expiry are serialized without locks. A decision becomes an event;
+// the opener hears "claimed" only once that event is durable.
+import { nextShare } from '../domain/allocation.js';
+import { invariant, UnavailableError } from '../domain/errors.js';
+import type { Limits } from '../domain/limits.js';
+import { mayOpen, type Claim, type Packet, type PacketStatus } from '../domain/packet.js';
+import type { Seed } from '../domain/random.js';
+import type { Fen } from '../money/money.js';
+import type { PacketEvent } from '../log/events.js';
+
+/** Opens of one packet awaiting durability; past it the actor answers busy at once. */
+export const MAILBOX_LENGTH_MAX = 1024;
+
+export type OpenOutcome =
+  | { state: 'claimed'; amountFen: Fen; seq: number }
+  | { state: 'already_claimed'; amountFen: Fen; seq: number }
+  | { state: 'sold_out' }
+  | { state: 'expired' }
+  | { state: 'not_eligible' }
+  | { state: 'busy'; retryAfterMs: number };
+
+export type GrabOutcome =
+  | { state: 'openable' }
+  | { state: 'claimed'; amountFen: Fen }
+  | { state: 'sold_out' }
+  | { state: 'expired' }
+  | { state: 'not_eligible' };
+
+/** The packet as storage knows it, to build an actor from. */
+export interface StoredPacket {
+  readonly packet: Packet;
+  /** Durable claims in seq order. */
+  readonly claims: readonly Claim[];
+  readonly expired: boolean;
+}
+
+export interface PacketSnapshot {
+  readonly packet: Packet;
+  readonly status: PacketStatus;
+  /** Durable claims only, in seq order. */
+  readonly claims: readonly Claim[];
+}
+
+interface ClaimRecord {
+  readonly claim: Claim;
+  durable: boolean;
+  readonly settled: Promise<void>;
+}
+
+export interface ActorDependencies {
+  readonly limits: Limits;
+  readonly seed: Seed;
+  /**
+   * Makes an event durable (group-committed). Rejects if the log did not take it; before that,
+   * calls onFailure synchronously, so no further decision can slip in on top of a lost event.
+   */
+  readonly commit: (event: PacketEvent, onFailure: () => void) => Promise<void>;
+  readonly onClaimDecided?: (claim: Claim) => void;
+  readonly onClaimFailed?: (claim: Claim) => void;
+}
+
+export class PacketActor {
+  readonly packet: Packet;
+  private remainingFen: Fen;
+  private readonly claimsInOrder: ClaimRecord[] = [];
+  private readonly claimsByUser = new Map<string, ClaimRecord>();
+  private claimedFen: Fen = 0;
+  /** Decided: no open is decided after this. */
+  private expired: boolean;
+  /** Durable: the expire event is in the log. */
+  private expiredDurable: boolean;
+  private expiring: Promise<void> | undefined;
+  /** Decisions whose event is not yet durable. */
+  private inFlight = 0;
+  /** A write failed: this actor's memory may be ahead of the log. The engine drops it and rebuilds. */
+  poisoned = false;
+  lastUsedMs: number;
+
+  constructor(stored: StoredPacket, private readonly dependencies: ActorDependencies, nowMs: number) {
+    this.packet = stored.packet;
+    this.expired = stored.expired;
+    this.expiredDurable = stored.expired;
+    this.remainingFen = stored.packet.totalFen;
+    for (const claim of stored.claims) {
+      invariant(claim.seq === this.claimsInOrder.length + 1, `packet ${claim.packetId}: claims are not a prefix (seq ${claim.seq})`);
+      const record: ClaimRecord = { claim, durable: true, settled: Promise.resolve() };
+      this.claimsInOrder.push(record);
+      this.claimsByUser.set(claim.userId, record);
+      this.remainingFen -= claim.amountFen;
+      this.claimedFen += claim.amountFen;
+    }
+    this.lastUsedMs = nowMs;
+    this.checkInvariants();
+  }
+
+  get claimedCount(): number {
+    return this.claimsInOrder.length;
+  }
+
+  get remaining(): Fen {
+    return this.remainingFen;
+  }
+
+  get pendingWrites(): number {
+    return this.inFlight;
+  }
+
+  get status(): PacketStatus {
+    if (this.claimsInOrder.length === this.packet.count) return 'finished';
+    return this.expired ? 'expired' : 'live';
+  }
+
+  /** 抢: a cheap read from memory; changes nothing. */
+  grab(userId: string, nowMs: number): GrabOutcome {
+    if (!mayOpen(this.packet, userId)) return { state: 'not_eligible' };
+    const mine = this.claimsByUser.get(userId);
+    if (mine !== undefined) return { state: 'claimed', amountFen: mine.claim.amountFen };
+    const status = this.status;
+    if (status === 'finished') return { state: 'sold_out' };
+    if (status === 'expired' || nowMs >= this.packet.expiresAtMs) return { state: 'expired' };
+    return { state: 'openable' };
+  }
+
+  /** 拆: claims a share, or says why not. Resolves only once a claim is durable. */
+  async open(userId: string, nowMs: number): Promise<OpenOutcome> {
+    this.lastUsedMs = nowMs;
+    if (!mayOpen(this.packet, userId)) return { state: 'not_eligible' };
+    const mine = this.claimsByUser.get(userId);
+    if (mine !== undefined) {
+      // A racing second open waits for the first one's write: "already claimed" must be true.
+      await mine.settled;
+      return { state: 'already_claimed', amountFen: mine.claim.amountFen, seq: mine.claim.seq };
+    }
+    const status = this.status;
+    if (status === 'finished') return { state: 'sold_out' };
+    if (status === 'expired') return { state: 'expired' };
+    if (nowMs >= this.packet.expiresAtMs) {
+      await this.expire(nowMs);
+      return { state: 'expired' };
+    }
+    if (this.inFlight >= MAILBOX_LENGTH_MAX) return { state: 'busy', retryAfterMs: 50 };
+    if (this.poisoned) throw new UnavailableError('this packet is recovering from a failed write; try again');
+
+    const claim = this.decideClaim(userId, nowMs);
+    const record = this.claimsByUser.get(userId)!;
+    await record.settled;
+    return { state: 'claimed', amountFen: claim.amountFen, seq: claim.seq };
+  }
+
+  /** Closes the packet at its deadline and refunds the exact remainder, once. */
+  expire(nowMs: number): Promise<void> {
+    if (this.expiring !== undefined) return this.expiring;
+    if (this.status !== 'live' || nowMs < this.packet.expiresAtMs) return Promise.resolve();
+    if (this.poisoned) return Promise.reject(new UnavailableError('this packet is recovering from a failed write'));
+    this.expired = true;
+    const event: PacketEvent = {
+      kind: 'expire',
+      packetId: this.packet.id,
+      senderId: this.packet.senderId,
+      refundFen: this.remainingFen,
+      atMs: nowMs,
+    };
+    this.expiring = this.write(event);
+    return this.expiring;
+  }
+
+  snapshot(): PacketSnapshot {
+    const claims = this.claimsInOrder.filter((record) => record.durable).map((record) => record.claim);
+    const status: PacketStatus = claims.length === this.packet.count ? 'finished' : this.expiredDurable ? 'expired' : 'live';
+    return { packet: this.packet, status, claims };
+  }
+
+  private decideClaim(userId: string, nowMs: number): Claim {
+    const seq = this.claimsInOrder.length + 1;
+    const amountFen = nextShare(
+      {
+        type: this.packet.type,
+        totalFen: this.packet.totalFen,
+        count: this.packet.count,
+        remainingFen: this.remainingFen,
+        remainingCount: this.packet.count - this.claimsInOrder.length,
+        seq,
+        seed: this.dependencies.seed,
+      },
+      this.dependencies.limits,
+    );
+    const claim: Claim = { packetId: this.packet.id, seq, userId, amountFen, claimedAtMs: nowMs };
+    this.remainingFen -= amountFen;
+    this.claimedFen += amountFen;
+    const record: ClaimRecord = {
+      claim,
+      durable: false,
+      settled: this.write({ kind: 'claim', packetId: claim.packetId, seq, userId, amountFen, atMs: nowMs }).then(
+        () => {
+          record.durable = true;
+        },
+        (error: unknown) => {
+          this.dependencies.onClaimFailed?.(claim);
+          throw error;
+        },
+      ),
+    };
+    // Callers attach their own handlers; this one keeps an unobserved failure from crashing the process.
+    record.settled.catch(() => {});
+    this.claimsInOrder.push(record);
+    this.claimsByUser.set(userId, record);
+    this.dependencies.onClaimDecided?.(claim);
+    this.checkInvariants();
+    return claim;
+  }
+
+  private async write(event: PacketEvent): Promise<void> {
+    this.inFlight += 1;
+    try {
+      await this.dependencies.commit(event, () => {
+        this.poisoned = true;
+      });
+      if (event.kind === 'expire') this.expiredDurable = true;
+    } catch (error) {
+      this.poisoned = true;
+      throw error;
+    } finally {
+      this.inFlight -= 1;
+    }
+  }
+
+  private checkInvariants(): void {
+    invariant(this.claimedFen + this.remainingFen === this.packet.totalFen, `packet ${this.packet.id}: claimed + remaining ≠ total`);
+    invariant(this.remainingFen >= 0, `packet ${this.packet.id}: remaining below zero`);
+    invariant(this.claimsInOrder.length <= this.packet.count, `packet ${this.packet.id}: more claims than shares`);
+    invariant(
+      this.claimsInOrder.length < this.packet.count || this.remainingFen === 0,
+      `packet ${this.packet.id}: finished with money left`,
+    );
+  }
+}

@@ -1,0 +1,53 @@
+// Bearer JWT (HS256, AUTH_SECRET); `sub` is the user id; "role": "admin" may call admin routes.
+import type { MiddlewareHandler } from 'hono';
+import { sign, verify } from 'hono/jwt';
+import { ApiError } from './errors.js';
+
+export const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export interface Caller {
+  readonly userId: string;
+  readonly admin: boolean;
+}
+
+export type AuthVariables = { caller: Caller };
+
+export function requireAuth(secret: string): MiddlewareHandler<{ Variables: AuthVariables }> {
+  return async (c, next) => {
+    const header = c.req.header('authorization') ?? '';
+    const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header);
+    if (match === null) throw new ApiError(401, 'unauthorized', 'missing bearer token: send Authorization: Bearer <JWT>');
+    let payload: Record<string, unknown>;
+    try {
+      payload = await verify(match[1]!, secret, 'HS256');
+    } catch {
+      throw new ApiError(401, 'unauthorized', 'invalid or expired token');
+    }
+    const subject = payload.sub;
+    if (typeof subject !== 'string' || !USER_ID_PATTERN.test(subject)) {
+      throw new ApiError(401, 'unauthorized', 'token subject must be a user id of 1–64 characters [A-Za-z0-9_-]');
+    }
+    c.set('caller', { userId: subject, admin: payload.role === 'admin' });
+    await next();
+  };
+}
+
+export const requireAdmin: MiddlewareHandler<{ Variables: AuthVariables }> = async (c, next) => {
+  if (!c.get('caller').admin) throw new ApiError(403, 'forbidden', 'this route needs an admin token');
+  await next();
+};
+
+/** Mints a token (dev helper and tests). */
+export function issueToken(secret: string, userId: string, options: { admin?: boolean; ttlSeconds?: number } = {}): Promise<string> {
+  const nowSeconds = Math.floor(Date.now() / 1000);
+  return sign(
+    {
+      sub: userId,
+      iat: nowSeconds,
+      exp: nowSeconds + (options.ttlSeconds ?? 7 * 24 * 3600),
+      ...(options.admin ? { role: 'admin' } : {}),
+    },
+    secret,
+    'HS256',
+  );
+}

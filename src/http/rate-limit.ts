@@ -1,0 +1,31 @@
+// A per-user token bucket for open: a client in a loop gets 429 instead of crowding out
+// everyone else. In memory per process; the Redis mode shares it across processes.
+
+export interface RateLimiter {
+  /** True if the user may go ahead now. */
+  take(userId: string, nowMs: number): boolean | Promise<boolean>;
+}
+
+/** Distinct users tracked at once; past it the oldest buckets are forgotten (they were full anyway soon). */
+export const BUCKETS_MAX = 100_000;
+
+export class TokenBucketLimiter implements RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {}
+
+  take(userId: string, nowMs: number): boolean {
+    const bucket = this.buckets.get(userId) ?? { tokens: this.burst, atMs: nowMs };
+    bucket.tokens = Math.min(this.burst, bucket.tokens + ((nowMs - bucket.atMs) * this.perSecond) / 1000);
+    bucket.atMs = nowMs;
+    this.buckets.delete(userId);
+    if (this.buckets.size >= BUCKETS_MAX) this.buckets.delete(this.buckets.keys().next().value!);
+    this.buckets.set(userId, bucket);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
+}

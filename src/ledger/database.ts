@@ -1,0 +1,69 @@
+// One database handle for both modes: PGlite (embedded Postgres in WASM) by default, a
+// Postgres server when DATABASE_URL is set. Same SQL, same migrations under drizzle/.
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzleNodePostgres } from 'drizzle-orm/node-postgres';
+import { migrate as migrateNodePostgres } from 'drizzle-orm/node-postgres/migrator';
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
+import type { ExtractTablesWithRelations } from 'drizzle-orm';
+import pg from 'pg';
+import * as schema from './schema.js';
+
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+export type Tx = PgTransaction<PgQueryResultHKT, typeof schema, ExtractTablesWithRelations<typeof schema>>;
+/** Either the database or a transaction: what a statement runs on. */
+export type Executor = Db | Tx;
+
+export interface Database {
+  readonly db: Db;
+  readonly kind: 'pglite' | 'postgres';
+  /** For the start line: where the data lives, without credentials. */
+  readonly where: string;
+  close(): Promise<void>;
+}
+
+const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle', import.meta.url));
+
+export interface DatabaseOptions {
+  /** A Postgres server; unset means embedded PGlite. */
+  readonly url?: string | undefined;
+  /** PGlite's folder, or 'memory' to keep nothing. */
+  readonly dataDir: string;
+  readonly onPoolError?: (error: Error) => void;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.url !== undefined) {
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: 10,
+      connectionTimeoutMillis: 5_000,
+      idleTimeoutMillis: 30_000,
+      statement_timeout: 30_000,
+      application_name: 'hongbao',
+    });
+    // An idle client's connection dying (a Postgres restart) is reported here; without a
+    // listener Node would crash the process. The next query simply gets a new connection.
+    pool.on('error', (error) => options.onPoolError?.(error));
+    const db = drizzleNodePostgres(pool, { schema }) as unknown as Db;
+    await migrateNodePostgres(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+    const url = new URL(options.url);
+    return { db, kind: 'postgres', where: `postgres://${url.host}${url.pathname}`, close: () => pool.end() };
+  }
+  const inMemory = options.dataDir === 'memory';
+  const folder = `${options.dataDir}/pglite`;
+  if (!inMemory) mkdirSync(folder, { recursive: true });
+  const client = inMemory ? new PGlite() : new PGlite(folder);
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+  return { db, kind: 'pglite', where: inMemory ? 'pglite (memory)' : `pglite (${folder})`, close: () => client.close() };
+}
+
+/** Rows of a raw statement, the same shape from both drivers. */
+export async function rowsOf<Row>(executor: Executor, query: Parameters<Db['execute']>[0]): Promise<Row[]> {
+  const result = (await executor.execute(query)) as unknown as { rows: Row[] };
+  return result.rows;
+}

@@ -1,0 +1,176 @@
+// The ledger consumer (入账异步): reads the event log and applies each batch in ONE
+// transaction with bulk statements, storing the log position in that same transaction.
+// A crash neither skips nor doubles anything: the position and the effects commit together,
+// and every effect is keyed by its transfer id, so a replayed event changes nothing.
+import { sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
+import type { ClaimEvent, ExpireEvent } from '../log/events.js';
+import { claimTransferId, escrowAccount, refundTransferId, walletAccount } from '../log/events.js';
+import { compareOffsets, type EventLog, type LogBatch, type LogPosition, type Subscription } from '../log/event-log.js';
+import { rowsOf, type Db, type Tx } from './database.js';
+import { logPositions } from './schema.js';
+import { postTransfers, type Transfer } from './transfers.js';
+
+export interface AppliedBatch {
+  readonly claims: readonly ClaimEvent[];
+  readonly expiries: readonly ExpireEvent[];
+}
+
+export interface ConsumerOptions {
+  /** Called after each committed batch (pending credits, metrics). */
+  readonly onApplied?: (batch: AppliedBatch) => void;
+  readonly onError?: (error: unknown) => void;
+}
+
+interface Waiter {
+  readonly position: LogPosition;
+  readonly resolve: () => void;
+}
+
+export class LedgerConsumer {
+  private readonly applied = new Map<number, string>();
+  private waiters: Waiter[] = [];
+  private subscription: Subscription | undefined;
+  appliedEvents = 0;
+  failedBatches = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: EventLog,
+    private readonly options: ConsumerOptions = {},
+  ) {}
+
+  async start(): Promise<void> {
+    const stored = await this.db.select().from(logPositions).where(eq(logPositions.log, this.log.name));
+    const from = stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
+    for (const position of from) this.applied.set(position.partition, position.nextOffset);
+    this.subscription = await this.log.subscribe(from, (batch) => this.handle(batch));
+  }
+
+  async stop(): Promise<void> {
+    await this.subscription?.stop();
+    this.subscription = undefined;
+  }
+
+  /** Resolves once the ledger has applied the partition up to `position` (exclusive). */
+  async waitApplied(position: LogPosition, timeoutMs: number): Promise<void> {
+    if (this.reached(position)) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((waiter) => waiter.resolve !== done);
+        reject(new Error(`ledger did not reach ${position.partition}@${position.nextOffset} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.push({ position, resolve: done });
+    });
+  }
+
+  appliedPosition(partition: number): string {
+    return this.applied.get(partition) ?? '0';
+  }
+
+  private reached(position: LogPosition): boolean {
+    return compareOffsets(this.appliedPosition(position.partition), position.nextOffset) >= 0;
+  }
+
+  private async handle(batch: LogBatch): Promise<void> {
+    const claims = batch.events.filter((event): event is ClaimEvent => event.kind === 'claim');
+    const expiries = batch.events.filter((event): event is ExpireEvent => event.kind === 'expire');
+    try {
+      await this.db.transaction(async (tx) => {
+        await applyClaims(tx, claims);
+        await applyExpiries(tx, expiries);
+        await storePositions(tx, this.log.name, batch.positions);
+      });
+    } catch (error) {
+      this.failedBatches += 1;
+      this.options.onError?.(error);
+      throw error;
+    }
+    this.appliedEvents += batch.events.length;
+    for (const position of batch.positions) {
+      if (compareOffsets(position.nextOffset, this.appliedPosition(position.partition)) > 0) {
+        this.applied.set(position.partition, position.nextOffset);
+      }
+    }
+    this.options.onApplied?.({ claims, expiries });
+    const ready = this.waiters.filter((waiter) => this.reached(waiter.position));
+    this.waiters = this.waiters.filter((waiter) => !this.reached(waiter.position));
+    for (const waiter of ready) waiter.resolve();
+  }
+}
+
+/** Inserts the new claims, posts their transfers, and moves each packet's counters. */
+export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const inserted = await rowsOf<{ packet_id: string; seq: number; user_id: string; amount_fen: string | number }>(
+    tx,
+    sql`insert into claims (packet_id, seq, user_id, amount_fen, claimed_at)
+        select packet_id, seq, user_id, amount_fen, timestamptz 'epoch' + at_ms * interval '1 millisecond'
+        from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
+                    ${sql.param(events.map((event) => event.seq))}::int[],
+                    ${sql.param(events.map((event) => event.userId))}::text[],
+                    ${sql.param(events.map((event) => String(event.amountFen)))}::bigint[],
+                    ${sql.param(events.map((event) => String(event.atMs)))}::bigint[])
+             as input(packet_id, seq, user_id, amount_fen, at_ms)
+        on conflict do nothing
+        returning packet_id, seq, user_id, amount_fen`,
+  );
+  if (inserted.length === 0) return;
+  const transfers: Transfer[] = inserted.map((row) => ({
+    id: claimTransferId(row.packet_id, row.seq),
+    debitAccountId: escrowAccount(row.packet_id),
+    creditAccountId: walletAccount(row.user_id),
+    amountFen: Number(row.amount_fen),
+  }));
+  await postTransfers(tx, transfers);
+
+  const packetIds = [...new Set(inserted.map((row) => row.packet_id))];
+  await tx.execute(sql`
+    with totals as (
+      select packet_id, count(*)::int as claimed, sum(amount_fen)::bigint as claimed_fen, max(claimed_at) as last_at
+      from claims where packet_id = any(${sql.param(packetIds)}::text[]) group by packet_id
+    )
+    update packets set
+      claimed_count = totals.claimed,
+      claimed_fen = totals.claimed_fen,
+      status = case when totals.claimed = packets.count then 'finished' else packets.status end,
+      finished_at = case when totals.claimed = packets.count then totals.last_at else null end,
+      best_seq = case when totals.claimed = packets.count and packets.type = 'group_lucky' then (
+        select seq from claims best where best.packet_id = packets.id order by best.amount_fen desc, best.seq asc limit 1
+      ) else null end
+    from totals where packets.id = totals.packet_id`);
+}
+
+/** Refunds the remainder of each expired packet to its sender, once, and closes the packet. */
+export async function applyExpiries(tx: Tx, events: readonly ExpireEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const refunds = events.filter((event) => event.refundFen > 0);
+  await postTransfers(
+    tx,
+    refunds.map((event) => ({
+      id: refundTransferId(event.packetId),
+      debitAccountId: escrowAccount(event.packetId),
+      creditAccountId: walletAccount(event.senderId),
+      amountFen: event.refundFen,
+    })),
+  );
+  await tx.execute(sql`
+    update packets set status = 'expired', refund_fen = input.refund_fen
+    from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
+                ${sql.param(events.map((event) => String(event.refundFen)))}::bigint[]) as input(packet_id, refund_fen)
+    where packets.id = input.packet_id and packets.status = 'live'`);
+}
+
+async function storePositions(tx: Tx, log: string, positions: readonly LogPosition[]): Promise<void> {
+  if (positions.length === 0) return;
+  await tx.execute(sql`
+    insert into log_positions (log, partition, next_offset)
+    select ${log}, partition, next_offset
+    from unnest(${sql.param(positions.map((position) => position.partition))}::int[],
+                ${sql.param(positions.map((position) => position.nextOffset))}::bigint[]) as input(partition, next_offset)
+    on conflict (log, partition) do update set next_offset = greatest(log_positions.next_offset, excluded.next_offset)`);
+}

@@ -1,0 +1,140 @@
+// My records (我的红包): per-year totals and paged lists, from the ledger's tables.
+// Years are counted in China Standard Time (UTC+8), the calendar the product's users live by.
+import { sql } from 'drizzle-orm';
+import type { Packet } from '../domain/packet.js';
+import type { Fen } from '../money/money.js';
+import { rowsOf, type Db } from './database.js';
+
+export const RECORDS_PAGE_SIZE = 20;
+const UTC_OFFSET_MS = 8 * 60 * 60 * 1000;
+
+export function yearBounds(year: number): { from: string; to: string } {
+  return {
+    from: new Date(Date.UTC(year, 0, 1) - UTC_OFFSET_MS).toISOString(),
+    to: new Date(Date.UTC(year + 1, 0, 1) - UTC_OFFSET_MS).toISOString(),
+  };
+}
+
+/** An opaque cursor: the (time, id) of the last item of the previous page. */
+export interface Cursor {
+  readonly atMs: number;
+  readonly id: string;
+}
+
+export const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.atMs, cursor.id])).toString('base64url');
+
+export function decodeCursor(text: string): Cursor | null {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
+    if (Array.isArray(parsed) && Number.isSafeInteger(parsed[0]) && typeof parsed[1] === 'string') return { atMs: parsed[0], id: parsed[1] };
+  } catch {
+    // fall through: not a cursor we made
+  }
+  return null;
+}
+
+export interface SentPacket {
+  readonly packet: Packet;
+  readonly status: string;
+  readonly claimedCount: number;
+  readonly claimedFen: Fen;
+}
+
+export interface SentRecords {
+  readonly count: number;
+  readonly totalFen: Fen;
+  readonly items: SentPacket[];
+  readonly nextCursor: Cursor | null;
+}
+
+type PacketRecordRow = {
+  id: string; type: Packet['type']; sender_id: string; target_id: string; count: number; total_fen: string | number;
+  greeting: string; members: string[] | null; status: string; created_ms: string | number; live_ms: string | number;
+  expires_ms: string | number; claimed_count: number; claimed_fen: string | number;
+};
+
+export async function sentRecords(db: Db, userId: string, year: number, after: Cursor | null): Promise<SentRecords> {
+  const { from, to } = yearBounds(year);
+  const totals = await rowsOf<{ count: string | number; total: string | number | null }>(
+    db,
+    sql`select count(*) as count, sum(total_fen) as total from packets
+        where sender_id = ${userId} and created_at >= ${from}::timestamptz and created_at < ${to}::timestamptz`,
+  );
+  const afterClause = after === null ? sql`true` : sql`(created_at, id) < (${new Date(after.atMs).toISOString()}::timestamptz, ${after.id})`;
+  const rows = await rowsOf<PacketRecordRow>(
+    db,
+    sql`select id, type, sender_id, target_id, count, total_fen, greeting, members, status, claimed_count, claimed_fen,
+          (extract(epoch from created_at) * 1000)::bigint as created_ms, (extract(epoch from live_at) * 1000)::bigint as live_ms,
+          (extract(epoch from expires_at) * 1000)::bigint as expires_ms
+        from packets
+        where sender_id = ${userId} and created_at >= ${from}::timestamptz and created_at < ${to}::timestamptz and ${afterClause}
+        order by created_at desc, id desc limit ${RECORDS_PAGE_SIZE + 1}`,
+  );
+  const page = rows.slice(0, RECORDS_PAGE_SIZE);
+  const items = page.map((row) => ({
+    packet: {
+      id: row.id, type: row.type, senderId: row.sender_id, targetId: row.target_id, count: row.count,
+      totalFen: Number(row.total_fen), greeting: row.greeting, members: row.members,
+      createdAtMs: Number(row.created_ms), liveAtMs: Number(row.live_ms), expiresAtMs: Number(row.expires_ms),
+    },
+    status: row.status,
+    claimedCount: row.claimed_count,
+    claimedFen: Number(row.claimed_fen),
+  }));
+  const last = items[items.length - 1];
+  return {
+    count: Number(totals[0]?.count ?? 0),
+    totalFen: Number(totals[0]?.total ?? 0),
+    items,
+    nextCursor: rows.length > RECORDS_PAGE_SIZE && last ? { atMs: last.packet.createdAtMs, id: last.packet.id } : null,
+  };
+}
+
+export interface ReceivedItem {
+  readonly packetId: string;
+  readonly senderId: string;
+  readonly type: string;
+  readonly amountFen: Fen;
+  readonly claimedAtMs: number;
+  readonly best: boolean;
+}
+
+export interface ReceivedRecords {
+  readonly count: number;
+  readonly totalFen: Fen;
+  readonly bestLuckCount: number;
+  readonly items: ReceivedItem[];
+  readonly nextCursor: Cursor | null;
+}
+
+export async function receivedRecords(db: Db, userId: string, year: number, after: Cursor | null): Promise<ReceivedRecords> {
+  const { from, to } = yearBounds(year);
+  const totals = await rowsOf<{ count: string | number; total: string | number | null; best: string | number }>(
+    db,
+    sql`select count(*) as count, sum(c.amount_fen) as total, count(*) filter (where p.best_seq = c.seq) as best
+        from claims c join packets p on p.id = c.packet_id
+        where c.user_id = ${userId} and c.claimed_at >= ${from}::timestamptz and c.claimed_at < ${to}::timestamptz`,
+  );
+  const afterClause =
+    after === null ? sql`true` : sql`(c.claimed_at, c.packet_id) < (${new Date(after.atMs).toISOString()}::timestamptz, ${after.id})`;
+  const rows = await rowsOf<{ packet_id: string; sender_id: string; type: string; amount_fen: string | number; claimed_ms: string | number; best: boolean }>(
+    db,
+    sql`select c.packet_id, p.sender_id, p.type, c.amount_fen, (extract(epoch from c.claimed_at) * 1000)::bigint as claimed_ms,
+          coalesce(p.best_seq = c.seq, false) as best
+        from claims c join packets p on p.id = c.packet_id
+        where c.user_id = ${userId} and c.claimed_at >= ${from}::timestamptz and c.claimed_at < ${to}::timestamptz and ${afterClause}
+        order by c.claimed_at desc, c.packet_id desc limit ${RECORDS_PAGE_SIZE + 1}`,
+  );
+  const items = rows.slice(0, RECORDS_PAGE_SIZE).map((row) => ({
+    packetId: row.packet_id, senderId: row.sender_id, type: row.type, amountFen: Number(row.amount_fen),
+    claimedAtMs: Number(row.claimed_ms), best: row.best,
+  }));
+  const last = items[items.length - 1];
+  return {
+    count: Number(totals[0]?.count ?? 0),
+    totalFen: Number(totals[0]?.total ?? 0),
+    bestLuckCount: Number(totals[0]?.best ?? 0),
+    items,
+    nextCursor: rows.length > RECORDS_PAGE_SIZE && last ? { atMs: last.claimedAtMs, id: last.packetId } : null,
+  };
+}

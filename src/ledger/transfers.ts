@@ -1,0 +1,75 @@
+// Double-entry posting. A transfer debits one account and credits another by the same
+// amount, so Σ of all balances stays 0. The transfer id is the idempotency key: posting
+// the same transfer again changes nothing; the same id with other terms is a broken invariant.
+import { sql } from 'drizzle-orm';
+import { InvariantError } from '../domain/errors.js';
+import type { Fen } from '../money/money.js';
+import { rowsOf, type Executor } from './database.js';
+
+export interface Transfer {
+  readonly id: string;
+  readonly debitAccountId: string;
+  readonly creditAccountId: string;
+  readonly amountFen: Fen;
+}
+
+/**
+ * Posts a batch of transfers in bulk: one statement inserts the new ones and moves the
+ * balances by exactly what was inserted; duplicates are skipped. Run it inside a transaction.
+ * Returns the ids that were new.
+ */
+export async function postTransfers(executor: Executor, transfers: readonly Transfer[]): Promise<Set<string>> {
+  if (transfers.length === 0) return new Set();
+  for (const transfer of transfers) {
+    if (!Number.isSafeInteger(transfer.amountFen) || transfer.amountFen <= 0) {
+      throw new InvariantError(`transfer ${transfer.id}: amount must be a positive integer of fen`);
+    }
+  }
+  const ids = sql.param(transfers.map((transfer) => transfer.id));
+  const debits = sql.param(transfers.map((transfer) => transfer.debitAccountId));
+  const credits = sql.param(transfers.map((transfer) => transfer.creditAccountId));
+  const amounts = sql.param(transfers.map((transfer) => String(transfer.amountFen)));
+  const input = sql`select * from unnest(${ids}::text[], ${debits}::text[], ${credits}::text[], ${amounts}::bigint[]) as input(id, debit, credit, amount)`;
+
+  const conflicting = await rowsOf<{ id: string }>(
+    executor,
+    sql`with input as (${input})
+        select input.id from input join transfers on transfers.id = input.id
+        where (transfers.debit_account_id, transfers.credit_account_id, transfers.amount_fen) <> (input.debit, input.credit, input.amount)`,
+  );
+  if (conflicting.length > 0) {
+    throw new InvariantError(`transfer ${conflicting[0]!.id} exists with different accounts or amount`);
+  }
+
+  const inserted = await rowsOf<{ id: string }>(
+    executor,
+    sql`with input as (${input}),
+        inserted as (
+          insert into transfers (id, debit_account_id, credit_account_id, amount_fen)
+          select id, debit, credit, amount from input
+          on conflict (id) do nothing
+          returning id, debit_account_id, credit_account_id, amount_fen
+        ),
+        movements as (
+          select debit_account_id as account_id, -amount_fen as delta from inserted
+          union all
+          select credit_account_id, amount_fen from inserted
+        ),
+        balanced as (
+          insert into accounts (id, kind, balance_fen)
+          select account_id, split_part(account_id, ':', 1), sum(delta)::bigint from movements group by account_id
+          on conflict (id) do update set balance_fen = accounts.balance_fen + excluded.balance_fen
+          returning id
+        )
+        select id from inserted`,
+  );
+  return new Set(inserted.map((row) => row.id));
+}
+
+export async function balanceOf(executor: Executor, accountId: string): Promise<Fen> {
+  const rows = await rowsOf<{ balance_fen: string | number }>(
+    executor,
+    sql`select balance_fen from accounts where id = ${accountId}`,
+  );
+  return rows.length === 0 ? 0 : Number(rows[0]!.balance_fen);
+}

@@ -1,0 +1,40 @@
+// The seam between the engine (which appends) and the ledger (which consumes).
+// Two durable implementations (table, kafka) and one in-memory one for unit tests.
+import type { PacketEvent } from './events.js';
+
+/** A partition's next offset to read. Offsets are decimal strings: Kafka's are 64-bit. */
+export interface LogPosition {
+  readonly partition: number;
+  readonly nextOffset: string;
+}
+
+export interface LogBatch {
+  readonly events: readonly PacketEvent[];
+  /** Where the reader stands after this batch, per partition it touched. */
+  readonly positions: readonly LogPosition[];
+}
+
+export interface Subscription {
+  stop(): Promise<void>;
+}
+
+export interface EventLog {
+  /** Which log this is, for stored positions and the start line. */
+  readonly name: string;
+  /** Resolves once every event is durable; the order of one packet's events is kept. */
+  append(events: readonly PacketEvent[]): Promise<void>;
+  /**
+   * Delivers batches in order from the given positions (partitions not listed start at 0).
+   * The next batch of a partition comes only after the handler's promise resolved;
+   * a rejected handler gets the same events again.
+   */
+  subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription>;
+  /** The end of the packet's partition now: once the ledger reached it, storage knows every claim of the packet. */
+  headFor(packetId: string): Promise<LogPosition>;
+  close(): Promise<void>;
+}
+
+export const compareOffsets = (left: string, right: string) => {
+  const difference = BigInt(left) - BigInt(right);
+  return difference < 0n ? -1 : difference > 0n ? 1 : 0;
+};

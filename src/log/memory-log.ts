@@ -1,0 +1,54 @@
+// In-memory EventLog for unit tests and simulation only: nothing survives the process.
+import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
+import type { PacketEvent } from './events.js';
+
+export class MemoryLog implements EventLog {
+  readonly name = 'memory';
+  readonly events: PacketEvent[] = [];
+  /** Set to make the next appends fail, to simulate an unreachable log. */
+  failAppends = false;
+  private wake: (() => void) | undefined;
+
+  async append(events: readonly PacketEvent[]): Promise<void> {
+    if (this.failAppends) throw new Error('memory log: append refused (simulated outage)');
+    this.events.push(...events);
+    this.wake?.();
+  }
+
+  async subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
+    let next = Number(from.find((position) => position.partition === 0)?.nextOffset ?? '0');
+    let running = true;
+    const loop = async () => {
+      while (running) {
+        if (next >= this.events.length) {
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+            setTimeout(resolve, 20);
+          });
+          continue;
+        }
+        const events = this.events.slice(next, next + 1000);
+        try {
+          await handler({ events, positions: [{ partition: 0, nextOffset: String(next + events.length) }] });
+          next += events.length;
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+    };
+    const done = loop();
+    return {
+      stop: async () => {
+        running = false;
+        this.wake?.();
+        await done;
+      },
+    };
+  }
+
+  async headFor(): Promise<LogPosition> {
+    return { partition: 0, nextOffset: String(this.events.length) };
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,46 @@
+// Wiring only: config → service → HTTP server, and a clean stop on SIGINT/SIGTERM.
+import { serve } from '@hono/node-server';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+import { Hongbao } from './hongbao.js';
+import { createApp } from './http/app.js';
+
+const systemClock = { now: () => Date.now() };
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = pino({ level: config.logLevel });
+  for (const warning of config.warnings) logger.warn(warning);
+
+  const hongbao = await Hongbao.start({
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
+    seedSecret: config.seedSecret,
+    packetTtlMs: config.packetTtlMs,
+    clock: systemClock,
+    logger,
+  });
+  const app = createApp(hongbao, { authSecret: config.authSecret, logger });
+  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
+    const url = `http://${config.host}:${info.port}`;
+    console.log(`hongbao listening on ${url} · log: ${hongbao.log.name} · database: ${hongbao.database.where} · cache: in-process`);
+    console.log(`get a token: npm run token -- <userId> [--admin]   then: curl -H "Authorization: Bearer <token>" ${url}/v1/wallet`);
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    server.close();
+    await hongbao.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof ConfigError ? `hongbao: ${error.message}` : error);
+  process.exit(1);
+});
