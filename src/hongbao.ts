@@ -96,7 +96,7 @@ export class Hongbao {
     const hongbao = new Hongbao(options, database, log, committer, engine, consumer, pending, limits);
     await consumer.start();
     // Recovery: apply everything the log already holds before answering anyone.
-    await consumer.waitApplied(await log.headFor(''), 5 * 60_000);
+    await consumer.waitAppliedAll(await log.heads(), 5 * 60_000);
     if (options.runJobs !== false) hongbao.startJobs();
     hongbao.ready = true;
     return hongbao;

@@ -68,6 +68,11 @@ export class LedgerConsumer {
     });
   }
 
+  /** Resolves once the ledger has applied every partition up to the given positions. */
+  async waitAppliedAll(positions: readonly LogPosition[], timeoutMs: number): Promise<void> {
+    await Promise.all(positions.map((position) => this.waitApplied(position, timeoutMs)));
+  }
+
   appliedPosition(partition: number): string {
     return this.applied.get(partition) ?? '0';
   }

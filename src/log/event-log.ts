@@ -31,6 +31,8 @@ export interface EventLog {
   subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription>;
   /** The end of the packet's partition now: once the ledger reached it, storage knows every claim of the packet. */
   headFor(packetId: string): Promise<LogPosition>;
+  /** The end of every partition now: once the ledger reached them all, it has applied every durable event. */
+  heads(): Promise<LogPosition[]>;
   close(): Promise<void>;
 }
 

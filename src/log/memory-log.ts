@@ -50,5 +50,9 @@ export class MemoryLog implements EventLog {
     return { partition: 0, nextOffset: String(this.events.length) };
   }
 
+  async heads(): Promise<LogPosition[]> {
+    return [await this.headFor()];
+  }
+
   async close(): Promise<void> {}
 }

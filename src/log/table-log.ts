@@ -96,5 +96,9 @@ export class TableLog implements EventLog {
     return { partition: 0, nextOffset: String(found[0]?.head ?? 0) };
   }
 
+  async heads(): Promise<LogPosition[]> {
+    return [await this.headFor()];
+  }
+
   async close(): Promise<void> {}
 }

@@ -1,0 +1,93 @@
+// Starts a whole service for a test: embedded PGlite in memory by default, or a fresh
+// database on the Postgres server when TEST_DATABASE_URL/DATABASE_URL is set for services runs.
+import { pino } from 'pino';
+import { ManualClock, type Clock } from '../../src/engine/clock.js';
+import { Hongbao, type HongbaoOptions } from '../../src/hongbao.js';
+import { createApp } from '../../src/http/app.js';
+import { issueToken } from '../../src/http/auth.js';
+import type { RateLimiter } from '../../src/http/rate-limit.js';
+import { sql } from 'drizzle-orm';
+import { rowsOf } from '../../src/ledger/database.js';
+
+export const TEST_SECRET = 'test-auth-secret';
+export const silentLogger = pino({ level: 'silent' });
+
+export interface Harness {
+  readonly hongbao: Hongbao;
+  readonly app: ReturnType<typeof createApp>;
+  readonly clock: Clock;
+  token(userId: string, admin?: boolean): Promise<string>;
+  /** app.request with auth and JSON handled. */
+  call(method: string, path: string, options?: { user?: string; admin?: boolean; body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; body: any }>;
+  /** Waits until the ledger consumer has applied everything the log holds. */
+  settle(): Promise<void>;
+  /** Σ wallet balances + Σ escrow balances, and what was deposited. */
+  money(): Promise<{ wallets: number; escrow: number; deposited: number; book: number }>;
+  stop(): Promise<void>;
+}
+
+export interface HarnessOptions extends Partial<HongbaoOptions> {
+  readonly limiter?: RateLimiter;
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const clock = options.clock ?? { now: () => Date.now() };
+  const hongbao = await Hongbao.start({
+    dataDir: 'memory',
+    seedSecret: 'test-seed-secret',
+    packetTtlMs: 86_400_000,
+    logger: silentLogger,
+    runJobs: false,
+    ...options,
+    clock,
+  });
+  const app = createApp(hongbao, {
+    authSecret: TEST_SECRET,
+    logger: silentLogger,
+    ...(options.limiter ? { limiter: options.limiter } : {}),
+  });
+  const tokens = new Map<string, string>();
+  const token = async (userId: string, admin = false) => {
+    const key = `${userId}:${admin}`;
+    if (!tokens.has(key)) tokens.set(key, await issueToken(TEST_SECRET, userId, { admin }));
+    return tokens.get(key)!;
+  };
+  return {
+    hongbao,
+    app,
+    clock,
+    token,
+    async call(method, path, callOptions = {}) {
+      const headers: Record<string, string> = { ...(callOptions.headers ?? {}) };
+      if (callOptions.user !== undefined) headers.authorization = `Bearer ${await token(callOptions.user, callOptions.admin)}`;
+      let body: string | undefined;
+      if (callOptions.body !== undefined) {
+        headers['content-type'] ??= 'application/json';
+        body = typeof callOptions.body === 'string' ? callOptions.body : JSON.stringify(callOptions.body);
+      }
+      const response = await app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON (metrics)
+      }
+      return { status: response.status, body: parsed };
+    },
+    async settle() {
+      await hongbao.consumer.waitAppliedAll(await hongbao.log.heads(), 30_000);
+    },
+    async money() {
+      const rows = await rowsOf<{ kind: string; sum: string | number }>(
+        hongbao.database.db,
+        sql`select kind, sum(balance_fen) as sum from accounts group by kind`,
+      );
+      const of = (kind: string) => Number(rows.find((row) => row.kind === kind)?.sum ?? 0);
+      return { wallets: of('wallet'), escrow: of('escrow'), deposited: -of('external'), book: rows.reduce((sum, row) => sum + Number(row.sum), 0) };
+    },
+    stop: () => hongbao.stop(),
+  };
+}
+
+export { ManualClock };
