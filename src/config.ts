@@ -12,7 +12,10 @@ const environment = z.object({
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z.string().url().optional(),
   KAFKA_BROKERS: z.string().min(1).optional(),
+  KAFKA_TOPIC: z.string().min(1).default('hongbao.packet-events'),
+  KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(8),
   REDIS_URL: z.string().url().optional(),
+  ROLE: z.enum(['all', 'engine', 'ledger']).default('all'),
   PACKET_TTL_MS: z.coerce.number().int().positive().default(86_400_000),
   NODE_ENV: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -26,7 +29,11 @@ export interface Config {
   readonly dataDir: string;
   readonly databaseUrl: string | undefined;
   readonly kafkaBrokers: string[] | undefined;
+  readonly kafkaTopic: string;
+  readonly kafkaPartitions: number;
   readonly redisUrl: string | undefined;
+  /** all: engine + ledger consumer; engine: no consumer; ledger: consumer only (no engine traffic expected). */
+  readonly role: 'all' | 'engine' | 'ledger';
   readonly packetTtlMs: number;
   readonly production: boolean;
   readonly logLevel: string;
@@ -62,7 +69,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: values.DATA_DIR,
     databaseUrl: values.DATABASE_URL,
     kafkaBrokers: values.KAFKA_BROKERS?.split(',').map((broker) => broker.trim()).filter(Boolean),
+    kafkaTopic: values.KAFKA_TOPIC,
+    kafkaPartitions: values.KAFKA_PARTITIONS,
     redisUrl: values.REDIS_URL,
+    role: values.ROLE,
     packetTtlMs: values.PACKET_TTL_MS,
     production,
     logLevel: values.LOG_LEVEL,

@@ -8,6 +8,7 @@ import type { Packet } from './domain/packet.js';
 import { packetSeed } from './domain/random.js';
 import { planSend, type SendRequest } from './domain/validation.js';
 import type { Clock } from './engine/clock.js';
+import type { PacketCache } from './engine/packet-cache.js';
 import { Engine } from './engine/engine.js';
 import { every, expiryPass, EXPIRY_INTERVAL_MS, type PeriodicJob } from './jobs/expiry.js';
 import { openDatabase, type Database } from './ledger/database.js';
@@ -25,6 +26,8 @@ import type { Fen } from './money/money.js';
 
 /** How long an activation waits for the ledger to catch up before answering 503. */
 export const ACTIVATION_CATCH_UP_TIMEOUT_MS = 10_000;
+/** How long start-up may take to apply what the log holds before it gives up. */
+export const RECOVERY_TIMEOUT_MS = 10 * 60_000;
 /** Idle actors are dropped after this; they come back from storage on the next request. */
 export const ACTOR_IDLE_MS = 60_000;
 
@@ -40,6 +43,10 @@ export interface HongbaoOptions {
   readonly openLog?: (database: Database) => Promise<EventLog>;
   /** Tests drive the jobs by hand. */
   readonly runJobs?: boolean;
+  /** Whether this process runs the ledger consumer (false for an engine-only process of a cluster). */
+  readonly runConsumer?: boolean;
+  /** A shared cache in front of the actors (Redis). */
+  readonly cache?: PacketCache;
 }
 
 export type SendOutcome =
@@ -62,7 +69,15 @@ export class Hongbao {
     readonly limits: Limits,
   ) {}
 
+  /** Opens and recovers: the service is ready when this resolves. */
   static async start(options: HongbaoOptions): Promise<Hongbao> {
+    const hongbao = await Hongbao.open(options);
+    await hongbao.recover();
+    return hongbao;
+  }
+
+  /** Connects the database and the log; nothing is served from it until recover() finished. */
+  static async open(options: HongbaoOptions): Promise<Hongbao> {
     const limits = options.limits ?? { ...DEFAULT_LIMITS, ttlMs: options.packetTtlMs };
     const database = await openDatabase({
       url: options.databaseUrl,
@@ -92,14 +107,17 @@ export class Hongbao {
       },
       onClaimDecided: (claim) => pending.add(claim.userId, claimTransferId(claim.packetId, claim.seq), claim.amountFen),
       onClaimFailed: (claim) => pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq)),
+      ...(options.cache ? { cache: options.cache } : {}),
     });
-    const hongbao = new Hongbao(options, database, log, committer, engine, consumer, pending, limits);
-    await consumer.start();
-    // Recovery: apply everything the log already holds before answering anyone.
-    await consumer.waitAppliedAll(await log.heads(), 5 * 60_000);
-    if (options.runJobs !== false) hongbao.startJobs();
-    hongbao.ready = true;
-    return hongbao;
+    return new Hongbao(options, database, log, committer, engine, consumer, pending, limits);
+  }
+
+  /** Recovery: the ledger applies everything the log already holds before anyone is answered. */
+  async recover(): Promise<void> {
+    if (this.options.runConsumer !== false) await this.consumer.start();
+    await this.consumer.waitAppliedAll(await this.log.heads(), RECOVERY_TIMEOUT_MS);
+    if (this.options.runJobs !== false) this.startJobs();
+    this.ready = true;
   }
 
   get isReady(): boolean {

@@ -7,6 +7,7 @@ import type { Seed } from '../domain/random.js';
 import type { PacketEvent } from '../log/events.js';
 import type { Clock } from './clock.js';
 import { HashRing } from './hash-ring.js';
+import { answerFromCache, type PacketCache } from './packet-cache.js';
 import { PacketActor, type GrabOutcome, type OpenOutcome, type PacketSnapshot, type StoredPacket } from './packet-actor.js';
 
 /** Opens in progress in this process (all packets); past it, open answers busy at once. */
@@ -28,6 +29,8 @@ export interface EngineOptions {
   readonly commit: (event: PacketEvent, onFailure: () => void) => Promise<void>;
   readonly shardCount?: number;
   readonly onClaimDecided?: (claim: Claim) => void;
+  /** Answers for packets that are done, without activating their actor (Redis in services mode). */
+  readonly cache?: PacketCache;
   readonly onClaimFailed?: (claim: Claim) => void;
 }
 
@@ -57,6 +60,8 @@ export class Engine {
     if (this.opensInFlight >= OPENS_IN_FLIGHT_MAX) return BUSY;
     this.opensInFlight += 1;
     try {
+      const cached = await this.fromCache(packetId, userId);
+      if (cached !== undefined) return cached.state === 'claimed' ? { ...cached, state: 'already_claimed' } : cached;
       const actor = await this.actorFor(packetId);
       if (actor === 'busy') return BUSY;
       if (actor === null) return { state: 'not_found' };
@@ -68,6 +73,8 @@ export class Engine {
 
   /** 抢: answered from memory (after a one-time activation); never enters the decision path. */
   async grab(packetId: string, userId: string): Promise<EngineGrabOutcome> {
+    const cached = await this.fromCache(packetId, userId);
+    if (cached !== undefined) return cached.state === 'claimed' ? { state: 'claimed', amountFen: cached.amountFen } : cached;
     const actor = await this.actorFor(packetId);
     if (actor === 'busy') return BUSY;
     if (actor === null) return { state: 'not_found' };
@@ -117,22 +124,39 @@ export class Engine {
     return { actors, opensInFlight: this.opensInFlight, activationsInFlight: this.activationsInFlight };
   }
 
+  /** Only for packets without a local actor: a local actor's memory is fresher than any cache. */
+  private async fromCache(packetId: string, userId: string) {
+    const cache = this.options.cache;
+    if (cache === undefined || this.shardOf(packetId).get(packetId)?.actor !== undefined) return undefined;
+    const entry = await cache.peek(packetId, userId);
+    return entry === null ? undefined : answerFromCache(entry, userId);
+  }
+
   private shardOf(packetId: string): Map<string, Slot> {
     return this.shards.get(this.ring.ownerOf(packetId))!;
   }
 
   private build(stored: StoredPacket): PacketActor {
-    return new PacketActor(
+    const { cache, onClaimDecided, onClaimFailed } = this.options;
+    const actor = new PacketActor(
       stored,
       {
         limits: this.options.limits,
         seed: this.options.seedFor(stored.packet.id),
         commit: this.options.commit,
-        ...(this.options.onClaimDecided ? { onClaimDecided: this.options.onClaimDecided } : {}),
-        ...(this.options.onClaimFailed ? { onClaimFailed: this.options.onClaimFailed } : {}),
+        ...(onClaimDecided ? { onClaimDecided } : {}),
+        ...(onClaimFailed ? { onClaimFailed } : {}),
+        ...(cache
+          ? {
+              onClaimDurable: (claim: Claim) => cache.rememberClaim(claim.packetId, claim, claim.seq === stored.packet.count),
+              onExpiredDurable: (packetId: string) => cache.rememberExpired(packetId),
+            }
+          : {}),
       },
       this.options.clock.now(),
     );
+    cache?.rememberPacket(stored.packet, actor.status, stored.claims);
+    return actor;
   }
 
   private async actorFor(packetId: string): Promise<PacketActor | null | 'busy'> {

@@ -58,6 +58,9 @@ export interface ActorDependencies {
   readonly commit: (event: PacketEvent, onFailure: () => void) => Promise<void>;
   readonly onClaimDecided?: (claim: Claim) => void;
   readonly onClaimFailed?: (claim: Claim) => void;
+  /** A claim became durable (its seq is the packet's count when it was the last share). */
+  readonly onClaimDurable?: (claim: Claim) => void;
+  readonly onExpiredDurable?: (packetId: string) => void;
 }
 
 export class PacketActor {
@@ -194,6 +197,7 @@ export class PacketActor {
       settled: this.write({ kind: 'claim', packetId: claim.packetId, seq, userId, amountFen, atMs: nowMs }).then(
         () => {
           record.durable = true;
+          this.dependencies.onClaimDurable?.(claim);
         },
         (error: unknown) => {
           this.dependencies.onClaimFailed?.(claim);
@@ -216,7 +220,10 @@ export class PacketActor {
       await this.dependencies.commit(event, () => {
         this.poisoned = true;
       });
-      if (event.kind === 'expire') this.expiredDurable = true;
+      if (event.kind === 'expire') {
+        this.expiredDurable = true;
+        this.dependencies.onExpiredDurable?.(event.packetId);
+      }
     } catch (error) {
       this.poisoned = true;
       throw error;

@@ -60,6 +60,10 @@ export function createApp(hongbao: Hongbao, options: AppOptions) {
   app.get('/openapi.json', (c) => c.json(openApiDocument));
 
   const v1 = new Hono<{ Variables: AuthVariables }>();
+  v1.use('*', async (_c, next) => {
+    if (!hongbao.isReady) throw new ApiError(503, 'unavailable', 'recovering: applying the event log; retry shortly');
+    await next();
+  });
   v1.use('*', requireAuth(options.authSecret));
   v1.route('/', walletRoutes(hongbao));
   v1.route('/', packetRoutes(hongbao, limiter, (state) => metrics.opens.inc({ state })));

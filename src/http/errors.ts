@@ -5,6 +5,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import { UnavailableError } from '../domain/errors.js';
+import { isConnectionError } from '../ledger/database.js';
 import { MoneyFormatError } from '../money/money.js';
 
 export type ErrorCode =
@@ -46,10 +47,11 @@ const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
 export function handleError(error: Error, c: Context, logger: Logger): Response {
   if (error instanceof ApiError) return c.json(errorBody(error.code, error.message, error.details), error.status);
   if (error instanceof MoneyFormatError) return c.json(errorBody('invalid_request', error.message), 400);
-  if (error instanceof UnavailableError) {
+  if (error instanceof UnavailableError || isConnectionError(error)) {
     logger.warn({ err: error }, 'dependency unavailable');
     c.header('Retry-After', '1');
-    return c.json(errorBody('unavailable', `${error.message}; please retry shortly`), 503);
+    const message = error instanceof UnavailableError ? error.message : 'the database is unreachable';
+    return c.json(errorBody('unavailable', `${message}; please retry shortly`), 503);
   }
   if (error instanceof HTTPException && error.status < 500) {
     const code = STATUS_CODES[error.status] ?? 'invalid_request';

@@ -67,3 +67,17 @@ export async function rowsOf<Row>(executor: Executor, query: Parameters<Db['exec
   const result = (await executor.execute(query)) as unknown as { rows: Row[] };
   return result.rows;
 }
+
+/** Connection-level failures (server down, restarting, network): the caller should retry later. */
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
+
+export function isConnectionError(error: unknown): boolean {
+  for (let current = error; typeof current === 'object' && current !== null; current = (current as { cause?: unknown }).cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08'))) return true;
+    const message = (current as { message?: unknown }).message;
+    if (typeof message === 'string' && /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message)) return true;
+    if ((current as { cause?: unknown }).cause === current) break;
+  }
+  return false;
+}

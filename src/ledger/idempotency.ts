@@ -57,7 +57,13 @@ export async function runIdempotent(
     });
     return { kind: 'fresh', response };
   } catch (error) {
-    if (error instanceof RejectedResponse) return { kind: 'fresh', response: error.response };
+    if (error instanceof RejectedResponse) {
+      // A concurrent request with the same key may have committed while this one waited (on
+      // the wallet's row lock, say) and so saw its effects: answer as the winner did, not 402.
+      const winner = await findStored(db, scope);
+      if (winner !== undefined) return replay(winner, requestHash);
+      return { kind: 'fresh', response: error.response };
+    }
     if (!isUniqueViolation(error)) throw error;
     // A concurrent request with the same key won the race: answer as it did.
     const winner = await findStored(db, scope);

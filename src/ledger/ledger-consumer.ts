@@ -2,11 +2,11 @@
 // transaction with bulk statements, storing the log position in that same transaction.
 // A crash neither skips nor doubles anything: the position and the effects commit together,
 // and every effect is keyed by its transfer id, so a replayed event changes nothing.
-import { sql } from 'drizzle-orm';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { UnavailableError } from '../domain/errors.js';
+import { compareOffsets, type EventLog, type LogBatch, type LogPosition, type Subscription } from '../log/event-log.js';
 import type { ClaimEvent, ExpireEvent } from '../log/events.js';
 import { claimTransferId, escrowAccount, refundTransferId, walletAccount } from '../log/events.js';
-import { compareOffsets, type EventLog, type LogBatch, type LogPosition, type Subscription } from '../log/event-log.js';
 import { rowsOf, type Db, type Tx } from './database.js';
 import { logPositions } from './schema.js';
 import { postTransfers, type Transfer } from './transfers.js';
@@ -21,6 +21,9 @@ export interface ConsumerOptions {
   readonly onApplied?: (batch: AppliedBatch) => void;
   readonly onError?: (error: unknown) => void;
 }
+
+/** How often a waiter re-reads the stored positions, for a consumer running in another process. */
+const STORED_POSITION_POLL_MS = 100;
 
 interface Waiter {
   readonly position: LogPosition;
@@ -43,7 +46,7 @@ export class LedgerConsumer {
   async start(): Promise<void> {
     const stored = await this.db.select().from(logPositions).where(eq(logPositions.log, this.log.name));
     const from = stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
-    for (const position of from) this.applied.set(position.partition, position.nextOffset);
+    for (const position of from) this.advance(position);
     this.subscription = await this.log.subscribe(from, (batch) => this.handle(batch));
   }
 
@@ -52,20 +55,38 @@ export class LedgerConsumer {
     this.subscription = undefined;
   }
 
-  /** Resolves once the ledger has applied the partition up to `position` (exclusive). */
+  /**
+   * Resolves once the ledger has applied the partition up to `position` (exclusive).
+   * Learns of progress from this process's consumer at once, and from the stored positions
+   * (another process's consumer) by polling.
+   */
   async waitApplied(position: LogPosition, timeoutMs: number): Promise<void> {
-    if (this.reached(position)) return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((waiter) => waiter.resolve !== done);
-        reject(new Error(`ledger did not reach ${position.partition}@${position.nextOffset} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.waiters.push({ position, resolve: done });
-    });
+    const deadline = Date.now() + timeoutMs;
+    while (!this.reached(position)) {
+      if (Date.now() >= deadline) {
+        throw new UnavailableError(`the ledger has not caught up with the log yet (partition ${position.partition} at ${this.appliedPosition(position.partition)}, need ${position.nextOffset})`);
+      }
+      await new Promise<void>((resolve) => {
+        const waiter: Waiter = { position, resolve: () => { clearTimeout(timer); resolve(); } };
+        const timer = setTimeout(() => {
+          this.waiters = this.waiters.filter((entry) => entry !== waiter);
+          resolve();
+        }, STORED_POSITION_POLL_MS);
+        this.waiters.push(waiter);
+      });
+      if (!this.reached(position)) await this.refreshFromStorage().catch(() => {});
+    }
+  }
+
+  private async refreshFromStorage(): Promise<void> {
+    const stored = await this.db.select().from(logPositions).where(eq(logPositions.log, this.log.name));
+    for (const row of stored) this.advance({ partition: row.partition, nextOffset: row.nextOffset.toString() });
+  }
+
+  private advance(position: LogPosition): void {
+    if (compareOffsets(position.nextOffset, this.appliedPosition(position.partition)) > 0) {
+      this.applied.set(position.partition, position.nextOffset);
+    }
   }
 
   /** Resolves once the ledger has applied every partition up to the given positions. */
@@ -96,11 +117,7 @@ export class LedgerConsumer {
       throw error;
     }
     this.appliedEvents += batch.events.length;
-    for (const position of batch.positions) {
-      if (compareOffsets(position.nextOffset, this.appliedPosition(position.partition)) > 0) {
-        this.applied.set(position.partition, position.nextOffset);
-      }
-    }
+    for (const position of batch.positions) this.advance(position);
     this.options.onApplied?.({ claims, expiries });
     const ready = this.waiters.filter((waiter) => this.reached(waiter.position));
     this.waiters = this.waiters.filter((waiter) => !this.reached(waiter.position));

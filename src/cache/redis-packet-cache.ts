@@ -1,0 +1,63 @@
+// The packet cache in Redis: a hash of facts per packet and a hash of durable claims per
+// packet. Written after durability, read before activation; any Redis error means "no entry".
+import type { Redis } from 'ioredis';
+import type { Packet, PacketStatus } from '../domain/packet.js';
+import type { CachedPacket, PacketCache } from '../engine/packet-cache.js';
+import type { Fen } from '../money/money.js';
+
+/** Entries outlive their packet by this much, then Redis forgets them. */
+const RETENTION_AFTER_EXPIRY_MS = 7 * 24 * 60 * 60 * 1000;
+
+const factsKey = (packetId: string) => `p:${packetId}`;
+const claimsKey = (packetId: string) => `p:${packetId}:c`;
+
+export class RedisPacketCache implements PacketCache {
+  constructor(private readonly redis: Redis) {}
+
+  async peek(packetId: string, userId: string): Promise<CachedPacket | null> {
+    if (this.redis.status !== 'ready') return null;
+    try {
+      const replies = await this.redis
+        .pipeline()
+        .hmget(factsKey(packetId), 'packet', 'status')
+        .hget(claimsKey(packetId), userId)
+        .exec();
+      const facts = replies?.[0]?.[1] as (string | null)[] | undefined;
+      const mine = replies?.[1]?.[1] as string | null | undefined;
+      if (facts?.[0] == null || facts[1] == null) return null;
+      const [amountFen, seq] = (mine ?? '').split(':').map(Number);
+      return {
+        packet: JSON.parse(facts[0]) as Packet,
+        status: facts[1] as PacketStatus,
+        mine: mine ? { amountFen: amountFen!, seq: seq! } : undefined,
+      };
+    } catch {
+      return null;
+    }
+  }
+
+  rememberPacket(packet: Packet, status: PacketStatus, claims: readonly { userId: string; amountFen: Fen; seq: number }[]): void {
+    const until = packet.expiresAtMs + RETENTION_AFTER_EXPIRY_MS;
+    const pipeline = this.redis.pipeline().hset(factsKey(packet.id), { packet: JSON.stringify(packet), status });
+    if (claims.length > 0) {
+      pipeline.hset(claimsKey(packet.id), Object.fromEntries(claims.map((claim) => [claim.userId, `${claim.amountFen}:${claim.seq}`])));
+    }
+    this.fireAndForget(pipeline.pexpireat(factsKey(packet.id), until).pexpireat(claimsKey(packet.id), until));
+  }
+
+  rememberClaim(packetId: string, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void {
+    const pipeline = this.redis.pipeline().hset(claimsKey(packetId), claim.userId, `${claim.amountFen}:${claim.seq}`);
+    if (finished) pipeline.hset(factsKey(packetId), 'status', 'finished');
+    this.fireAndForget(pipeline);
+  }
+
+  rememberExpired(packetId: string): void {
+    this.fireAndForget(this.redis.pipeline().hset(factsKey(packetId), 'status', 'expired'));
+  }
+
+  private fireAndForget(pipeline: ReturnType<Redis['pipeline']>): void {
+    if (this.redis.status !== 'ready') return;
+    // A lost write only means a later request goes on to the actor.
+    pipeline.exec().catch(() => {});
+  }
+}

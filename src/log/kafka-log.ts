@@ -1,0 +1,401 @@
+// The EventLog on Kafka (kafkajs): one topic, key = packetId, so one packet's events stay
+// ordered in one partition. The producer is idempotent with acks=all and one request in
+// flight; there are no Kafka transactions. The consumer belongs to a group only because
+// kafkajs cannot read without one: it never commits offsets to Kafka. The ledger stores
+// its positions in Postgres, hands them to subscribe(), and this log seeks to them every
+// time the group assigns partitions.
+import {
+  CompressionTypes,
+  Kafka,
+  PartitionAssigners,
+  Partitioners,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type EachBatchPayload,
+  type LogEntry,
+  type PartitionMetadata,
+  type Producer,
+  type RetryOptions,
+} from 'kafkajs';
+import { pino } from 'pino';
+import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
+import type { PacketEvent } from './events.js';
+
+/** The little this log needs from a logger; a pino Logger fits. */
+export interface KafkaLogLogger {
+  error(details: object, message: string): void;
+  warn(details: object, message: string): void;
+}
+
+export interface KafkaLogOptions {
+  readonly brokers: readonly string[];
+  readonly topic: string;
+  /** Partitions when the topic is created; an existing topic keeps (and is used with) its own count. */
+  readonly partitions: number;
+  readonly clientId: string;
+  readonly groupId: string;
+  /** Replication factor when the topic is created. 1 fits the single local broker only. */
+  readonly replicationFactor?: number;
+  readonly logger?: KafkaLogLogger;
+}
+
+// ---- client: every timeout bounded so that a dead broker fails an append in ~10 s, not minutes
+/** TCP connect to a broker. */
+const CONNECTION_TIMEOUT_MS = 3_000;
+/** A request without a response for this long fails (fetches get their long-poll time on top). */
+const REQUEST_TIMEOUT_MS = 5_000;
+/** Retries of metadata, connect, admin and produce requests: 100, 200, 400, 800, 1000 ms (±20 %). */
+const RETRY: RetryOptions = { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000, factor: 0.2, multiplier: 2 };
+/** Cached topic metadata is refreshed at least this often. */
+const METADATA_MAX_AGE_MS = 30_000;
+
+// ---- producer
+/** How long the broker may wait for the in-sync replicas before it answers a produce (acks=all). */
+const ACK_TIMEOUT_MS = 5_000;
+/** Hard cap of one append, connect and retries included: the caller hears "unavailable" by then. */
+export const APPEND_DEADLINE_MS = 9_000;
+/** acks=all: the leader answers once every in-sync replica has the records. */
+const ACKS_ALL = -1;
+
+// ---- topic
+const DEFAULT_REPLICATION_FACTOR = 1;
+const CREATE_TOPIC_TIMEOUT_MS = 10_000;
+
+// ---- consumer
+/** The broker's group.min.session.timeout.ms is 6 s; a crashed member's partitions move after this. */
+const SESSION_TIMEOUT_MS = 10_000;
+const HEARTBEAT_INTERVAL_MS = 1_000;
+/** How long the coordinator waits for members to rejoin during a rebalance. */
+const REBALANCE_TIMEOUT_MS = 10_000;
+/** Fetch long-poll: an idle fetch returns after this, which also bounds how long stop() waits. */
+const MAX_WAIT_MS = 250;
+const MIN_BYTES = 1;
+const MAX_BYTES = 10 * 1024 * 1024;
+const MAX_BYTES_PER_PARTITION = 1024 * 1024;
+/** Pause before a batch whose handler failed is read again. */
+const HANDLER_RETRY_DELAY_MS = 200;
+/** Pause before a consumer that kafkajs gave up on is started afresh. */
+const CONSUMER_RESTART_DELAY_MS = 1_000;
+
+/** Expected at startup by design (bounded retries: an append must fail fast); not worth a warning. */
+const EXPECTED_WARNINGS = ['Limiting retries for the idempotent producer'];
+
+function kafkaLogCreator(logger: KafkaLogLogger) {
+  return () =>
+    ({ namespace, level, log }: LogEntry) => {
+      const { message, timestamp: _timestamp, logger: _logger, ...details } = log;
+      if (level === logLevel.ERROR) logger.error({ kafka: namespace, ...details }, message);
+      else if (level === logLevel.WARN && !EXPECTED_WARNINGS.some((expected) => message.startsWith(expected))) {
+        logger.warn({ kafka: namespace, ...details }, message);
+      }
+    };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class KafkaLog implements EventLog {
+  readonly name = 'kafka';
+  private producer: Producer | undefined;
+  /** Settles when the last append's request is over for good. */
+  private appendTail: Promise<void> = Promise.resolve();
+  private readonly subscriptions = new Set<Subscription>();
+  private closed = false;
+  /** The same murmur2 partitioner kafkajs uses by key, kept here so headFor finds the partition append chose. */
+  private readonly partitioner = Partitioners.DefaultPartitioner();
+  private readonly partitionTable: PartitionMetadata[];
+
+  private constructor(
+    private readonly kafka: Kafka,
+    private readonly admin: Admin,
+    private readonly options: KafkaLogOptions,
+    private readonly logger: KafkaLogLogger,
+    readonly partitionCount: number,
+  ) {
+    this.partitionTable = Array.from({ length: partitionCount }, (_, partitionId) => ({
+      partitionErrorCode: 0,
+      partitionId,
+      leader: 0,
+      replicas: [0],
+      isr: [0],
+    }));
+  }
+
+  /** Connects, creates the topic if it is missing, and connects the producer. Rejects if Kafka is unreachable. */
+  static async open(options: KafkaLogOptions): Promise<KafkaLog> {
+    const logger = options.logger ?? pino({ name: 'kafka-log', level: 'warn' });
+    const kafka = new Kafka({
+      clientId: options.clientId,
+      brokers: [...options.brokers],
+      ssl: false,
+      connectionTimeout: CONNECTION_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      enforceRequestTimeout: true,
+      retry: RETRY,
+      logLevel: logLevel.WARN,
+      logCreator: kafkaLogCreator(logger),
+    });
+    const admin = kafka.admin({ retry: RETRY });
+    await admin.connect();
+    try {
+      await admin.createTopics({
+        topics: [
+          {
+            topic: options.topic,
+            numPartitions: options.partitions,
+            replicationFactor: options.replicationFactor ?? DEFAULT_REPLICATION_FACTOR,
+          },
+        ],
+        validateOnly: false,
+        waitForLeaders: true,
+        timeout: CREATE_TOPIC_TIMEOUT_MS,
+      });
+      const metadata = await admin.fetchTopicMetadata({ topics: [options.topic] });
+      const partitionCount = metadata.topics.find((topic) => topic.name === options.topic)?.partitions.length ?? 0;
+      if (partitionCount === 0) throw new Error(`kafka topic ${options.topic} has no partitions`);
+      if (partitionCount !== options.partitions) {
+        logger.warn(
+          { topic: options.topic, configured: options.partitions, actual: partitionCount },
+          'kafka topic exists with another partition count; using the topic’s own',
+        );
+      }
+      const log = new KafkaLog(kafka, admin, options, logger, partitionCount);
+      log.producer = await log.connectProducer();
+      return log;
+    } catch (error) {
+      await admin.disconnect().catch(() => {});
+      throw error;
+    }
+  }
+
+  /** The partition every event of this packet goes to. */
+  partitionOf(packetId: string): number {
+    return this.partitioner({
+      topic: this.options.topic,
+      partitionMetadata: this.partitionTable,
+      message: { key: packetId, value: null },
+    });
+  }
+
+  /**
+   * One produce request (acks=all) for all the events, keyed by packet. Resolves once acknowledged;
+   * rejects within APPEND_DEADLINE_MS otherwise. A rejected append's outcome is unknown: its
+   * records may still be written, but always before the records of any later append.
+   */
+  async append(events: readonly PacketEvent[]): Promise<void> {
+    if (this.closed) throw new Error('kafka log is closed');
+    if (events.length === 0) return;
+    const messages = events.map((event) => ({
+      key: event.packetId,
+      value: JSON.stringify(event),
+      partition: this.partitionOf(event.packetId),
+    }));
+    let abandoned = false;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abandoned = true;
+        reject(new Error(`kafka append of ${events.length} events not acknowledged within ${APPEND_DEADLINE_MS} ms`));
+      }, APPEND_DEADLINE_MS);
+    });
+    // Appends run one after another, and the next starts only once this one's request is over
+    // for good (acknowledged or failed inside kafkajs), even if its caller already gave up: a
+    // late write of a failed append can never land behind a later append.
+    const previous = this.appendTail;
+    let release: () => void = () => {};
+    this.appendTail = new Promise<void>((resolve) => (release = resolve));
+    let producer: Producer | undefined;
+    const attempt = (async () => {
+      await previous;
+      if (abandoned) throw new Error('kafka append abandoned before it was sent');
+      producer = this.producer;
+      if (!producer) {
+        producer = await this.connectProducer();
+        if (abandoned) throw new Error('kafka append abandoned before it was sent');
+        this.producer = producer;
+      }
+      await producer.send({
+        topic: this.options.topic,
+        messages,
+        acks: ACKS_ALL,
+        timeout: ACK_TIMEOUT_MS,
+        compression: CompressionTypes.None,
+      });
+    })();
+    void attempt.then(release, () => {
+      // kafkajs rolls its sequence numbers back after a failed request; if the broker did write
+      // the records, the next append's records would reuse their sequence and be dropped as
+      // duplicates while acknowledged. A new producer gets a new producer id and starts clean.
+      if (producer && this.producer === producer) this.producer = undefined;
+      if (producer) void producer.disconnect().catch(() => {});
+      release();
+    });
+    try {
+      await Promise.race([attempt, deadline]);
+    } catch (error) {
+      // On the deadline, the attempt goes on in kafkajs until its retries end; it is discarded then.
+      if (abandoned) this.logger.error({ err: error, topic: this.options.topic }, 'kafka append timed out');
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async connectProducer(): Promise<Producer> {
+    const producer = this.kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      retry: RETRY,
+      metadataMaxAge: METADATA_MAX_AGE_MS,
+    });
+    try {
+      await producer.connect();
+    } catch (error) {
+      await producer.disconnect().catch(() => {});
+      throw error;
+    }
+    return producer;
+  }
+
+  async subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
+    if (this.closed) throw new Error('kafka log is closed');
+    const topic = this.options.topic;
+    /** Next offset to deliver per partition: the given positions, then what the handler accepted. */
+    const next = new Map<number, bigint>(from.map((position) => [position.partition, BigInt(position.nextOffset)]));
+    let running = true;
+    let consumer: Consumer | undefined;
+    let wake: () => void = () => {};
+    const pause = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+
+    const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+      if (!running || !isRunning() || isStale()) return;
+      const firstOffset = batch.messages[0]?.offset;
+      if (firstOffset === undefined) return;
+      const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
+      try {
+        const events = batch.messages.map((message) => {
+          if (!message.value) throw new Error(`kafka record ${batch.partition}@${message.offset} has no value`);
+          return JSON.parse(message.value.toString('utf8')) as PacketEvent;
+        });
+        await handler({ events, positions: [{ partition: batch.partition, nextOffset }] });
+      } catch (error) {
+        this.logger.warn(
+          { err: error, topic, partition: batch.partition, offset: firstOffset },
+          'event log handler failed; the batch is read again',
+        );
+        // Nothing resolved: read the same records again, explicitly, after a pause.
+        if (consumer && running) consumer.seek({ topic, partition: batch.partition, offset: firstOffset });
+        await pause(HANDLER_RETRY_DELAY_MS);
+        return;
+      }
+      next.set(batch.partition, BigInt(nextOffset));
+      resolveOffset(batch.lastOffset());
+      await heartbeat();
+    };
+
+    const start = async (): Promise<void> => {
+      const created = this.kafka.consumer({
+        groupId: this.options.groupId,
+        partitionAssigners: [PartitionAssigners.roundRobin],
+        sessionTimeout: SESSION_TIMEOUT_MS,
+        rebalanceTimeout: REBALANCE_TIMEOUT_MS,
+        heartbeatInterval: HEARTBEAT_INTERVAL_MS,
+        metadataMaxAge: METADATA_MAX_AGE_MS,
+        allowAutoTopicCreation: false,
+        maxWaitTimeInMs: MAX_WAIT_MS,
+        minBytes: MIN_BYTES,
+        maxBytes: MAX_BYTES,
+        maxBytesPerPartition: MAX_BYTES_PER_PARTITION,
+        readUncommitted: false,
+        retry: { ...RETRY, restartOnFailure: async () => running },
+      });
+      consumer = created;
+      // Each (re)assignment starts from committed offsets kafkajs would look up in Kafka, where
+      // nothing is ever committed. Seek every assigned partition to where this reader stands.
+      // kafkajs emits GROUP_JOIN synchronously after the sync and before the first fetch.
+      created.on(created.events.GROUP_JOIN, ({ payload }) => {
+        for (const partition of payload.memberAssignment[topic] ?? []) {
+          created.seek({ topic, partition, offset: (next.get(partition) ?? 0n).toString() });
+        }
+      });
+      created.on(created.events.CRASH, ({ payload }) => {
+        this.logger.error({ err: payload.error, topic, restart: payload.restart }, 'kafka consumer crashed');
+        if (payload.restart || !running) return;
+        // kafkajs gave up (a non-retriable error): start a fresh consumer from the same positions.
+        void (async () => {
+          await created.disconnect().catch(() => {});
+          await pause(CONSUMER_RESTART_DELAY_MS);
+          while (running) {
+            try {
+              await start();
+              return;
+            } catch (error) {
+              this.logger.error({ err: error, topic }, 'kafka consumer restart failed');
+              await pause(CONSUMER_RESTART_DELAY_MS);
+            }
+          }
+        })();
+      });
+      try {
+        await created.connect();
+        // fromBeginning only matters if a seek were missed: partitions not listed start at 0.
+        await created.subscribe({ topics: [topic], fromBeginning: true });
+        await created.run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: 1,
+          eachBatch,
+        });
+      } catch (error) {
+        await created.disconnect().catch(() => {});
+        throw error;
+      }
+    };
+
+    await start();
+    const subscription: Subscription = {
+      stop: async () => {
+        if (!running) return;
+        running = false;
+        wake();
+        await consumer?.disconnect();
+        this.subscriptions.delete(subscription);
+      },
+    };
+    this.subscriptions.add(subscription);
+    return subscription;
+  }
+
+  async headFor(packetId: string): Promise<LogPosition> {
+    const partition = this.partitionOf(packetId);
+    const head = (await this.heads()).find((position) => position.partition === partition);
+    if (!head) throw new Error(`kafka topic ${this.options.topic} has no partition ${partition}`);
+    return head;
+  }
+
+  async heads(): Promise<LogPosition[]> {
+    const offsets = await this.admin.fetchTopicOffsets(this.options.topic);
+    return offsets
+      .map((offset) => ({ partition: offset.partition, nextOffset: offset.high }))
+      .sort((left, right) => left.partition - right.partition);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
+    await this.appendTail;
+    await this.producer?.disconnect();
+    this.producer = undefined;
+    await this.admin.disconnect();
+  }
+}
