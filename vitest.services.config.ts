@@ -6,10 +6,17 @@ import { defineConfig } from 'vitest/config';
 process.env.DATABASE_URL ??= 'postgres://postgres@127.0.0.1:5432/test';
 process.env.KAFKA_BROKERS ??= '127.0.0.1:9092';
 process.env.REDIS_URL ??= 'redis://127.0.0.1:6379';
+// The shared harness switches to the real services: the HTTP suites run again on them.
+process.env.HONGBAO_TEST_SERVICES = '1';
 
 export default defineConfig({
   test: {
-    include: ['test/services/**/*.test.ts', 'test/integration/ledger.test.ts', 'test/integration/event-log.test.ts'],
+    include: [
+      'test/services/**/*.test.ts',
+      'test/integration/ledger.test.ts',
+      'test/integration/event-log.test.ts',
+      'test/integration/http-*.test.ts',
+    ],
     testTimeout: 180_000,
     hookTimeout: 120_000,
     pool: 'forks',

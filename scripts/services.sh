@@ -6,6 +6,7 @@
 #   scripts/services.sh down           stop Kafka (Postgres/Redis belong to the machine: left alone)
 #   scripts/services.sh status         print each service's state; non-zero exit if any is down
 #   scripts/services.sh restart-kafka  stop + start the broker and wait until ready (crash tests)
+#   scripts/services.sh restart-postgres  restart the machine's Postgres, wait until it answers (crash tests)
 #
 # Works from any cwd, needs no input, idempotent. Kafka endpoint: 127.0.0.1:9092.
 # Tunables (env): KAFKA_HEAP_OPTS (default "-Xmx512m -Xms512m"),
@@ -130,6 +131,17 @@ ensure_postgres() {
   local ver
   ver="$(ls /etc/postgresql | sort -V | tail -n 1)"
   pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  wait_for 30 postgres pg_up
+  log "postgres: up ($PG_HOST:$PG_PORT)"
+}
+
+# Crash tests: restart the machine's Postgres (fast shutdown, every connection dropped).
+cmd_restart_postgres() {
+  need pg_ctlcluster
+  local ver
+  ver="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  log "postgres: restarting"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main restart -m fast
   wait_for 30 postgres pg_up
   log "postgres: up ($PG_HOST:$PG_PORT)"
 }
@@ -352,7 +364,7 @@ cmd_status() {
 }
 
 usage() {
-  echo "usage: $0 up|down|status|restart-kafka" >&2
+  echo "usage: $0 up|down|status|restart-kafka|restart-postgres" >&2
 }
 
 main() {
@@ -360,6 +372,7 @@ main() {
     up) with_lock cmd_up ;;
     down) with_lock cmd_down ;;
     restart-kafka) with_lock cmd_restart_kafka ;;
+    restart-postgres) cmd_restart_postgres ;;
     status) cmd_status ;;
     -h | --help | help) usage ;;
     *) usage; exit 2 ;;

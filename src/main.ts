@@ -8,7 +8,6 @@ import { ConfigError, loadConfig } from './config.js';
 import { Hongbao } from './hongbao.js';
 import { createApp, OPEN_BURST, OPENS_PER_SECOND } from './http/app.js';
 import { TokenBucketLimiter } from './http/rate-limit.js';
-import { KafkaLog } from './log/kafka-log.js';
 
 const systemClock = { now: () => Date.now() };
 
@@ -34,8 +33,9 @@ async function main(): Promise<void> {
     ...(redis ? { cache: new RedisPacketCache(redis) } : {}),
     ...(kafkaBrokers
       ? {
-          openLog: () =>
-            KafkaLog.open({
+          // Loaded only in services mode: the embedded default never touches kafkajs.
+          openLog: async () =>
+            (await import('./log/kafka-log.js')).KafkaLog.open({
               brokers: kafkaBrokers,
               topic: config.kafkaTopic,
               partitions: config.kafkaPartitions,

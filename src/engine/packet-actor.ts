@@ -136,7 +136,13 @@ export class PacketActor {
       return { state: 'already_claimed', amountFen: mine.claim.amountFen, seq: mine.claim.seq };
     }
     const status = this.status;
-    if (status === 'finished') return { state: 'sold_out' };
+    if (status === 'finished') {
+      // "Sold out" must be true too: the last shares may still be in flight, and if their write
+      // fails they are free again. Durable claims are a prefix, so the last one settles it; if it
+      // fails, this open fails with it (503) rather than turn the user away from a live packet.
+      await this.claimsInOrder[this.claimsInOrder.length - 1]!.settled;
+      return { state: 'sold_out' };
+    }
     if (status === 'expired') return { state: 'expired' };
     if (nowMs >= this.packet.expiresAtMs) {
       await this.expire(nowMs);

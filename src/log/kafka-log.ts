@@ -61,6 +61,7 @@ const ACKS_ALL = -1;
 // ---- topic
 const DEFAULT_REPLICATION_FACTOR = 1;
 const CREATE_TOPIC_TIMEOUT_MS = 10_000;
+const TOPIC_POLL_MS = 100;
 
 // ---- consumer
 /** The broker's group.min.session.timeout.ms is 6 s; a crashed member's partitions move after this. */
@@ -93,6 +94,33 @@ function kafkaLogCreator(logger: KafkaLogLogger) {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Errors a topic answers while it is being created (or a metadata refresh is behind). */
+const TOPIC_NOT_READY = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+function isRetriableTopicError(error: unknown): boolean {
+  // kafkajs wraps the broker's error in KafkaJSNumberOfRetriesExceeded once its retries are spent.
+  // By name, not instanceof: kafkajs's error classes are not named exports under Node's ESM loader.
+  for (let cause = error; cause instanceof Error; cause = (cause as { cause?: unknown }).cause) {
+    if (TOPIC_NOT_READY.has((cause as { type?: string }).type ?? '') || cause.name === 'KafkaJSTopicMetadataNotLoaded') return true;
+  }
+  return false;
+}
+
+/** Waits until every partition of the topic has a leader; returns the partition count. */
+async function waitForLeaders(admin: Admin, topic: string): Promise<number> {
+  const deadline = Date.now() + CREATE_TOPIC_TIMEOUT_MS;
+  for (;;) {
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+      const partitions = metadata.topics.find((found) => found.name === topic)?.partitions ?? [];
+      if (partitions.length > 0 && partitions.every((partition) => partition.leader >= 0)) return partitions.length;
+    } catch (error) {
+      if (!isRetriableTopicError(error) || Date.now() >= deadline) throw error;
+    }
+    if (Date.now() >= deadline) throw new Error(`kafka topic ${topic} has no leader for every partition after ${CREATE_TOPIC_TIMEOUT_MS} ms`);
+    await sleep(TOPIC_POLL_MS);
+  }
+}
 
 export class KafkaLog implements EventLog {
   readonly name = 'kafka';
@@ -138,21 +166,29 @@ export class KafkaLog implements EventLog {
     const admin = kafka.admin({ retry: RETRY });
     await admin.connect();
     try {
-      await admin.createTopics({
-        topics: [
-          {
-            topic: options.topic,
-            numPartitions: options.partitions,
-            replicationFactor: options.replicationFactor ?? DEFAULT_REPLICATION_FACTOR,
-          },
-        ],
-        validateOnly: false,
-        waitForLeaders: true,
-        timeout: CREATE_TOPIC_TIMEOUT_MS,
-      });
-      const metadata = await admin.fetchTopicMetadata({ topics: [options.topic] });
-      const partitionCount = metadata.topics.find((topic) => topic.name === options.topic)?.partitions.length ?? 0;
-      if (partitionCount === 0) throw new Error(`kafka topic ${options.topic} has no partitions`);
+      // Create only if missing: creating an existing topic works, but kafkajs logs the broker's
+      // TOPIC_ALREADY_EXISTS answer as an error on every start.
+      if (!(await admin.listTopics()).includes(options.topic)) {
+        try {
+          await admin.createTopics({
+            topics: [
+              {
+                topic: options.topic,
+                numPartitions: options.partitions,
+                replicationFactor: options.replicationFactor ?? DEFAULT_REPLICATION_FACTOR,
+              },
+            ],
+            validateOnly: false,
+            waitForLeaders: true,
+            timeout: CREATE_TOPIC_TIMEOUT_MS,
+          });
+        } catch (error) {
+          // kafkajs's leader wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which a just-created
+          // topic can answer until its metadata has spread; waitForLeaders below waits properly.
+          if (!isRetriableTopicError(error)) throw error;
+        }
+      }
+      const partitionCount = await waitForLeaders(admin, options.topic);
       if (partitionCount !== options.partitions) {
         logger.warn(
           { topic: options.topic, configured: options.partitions, actual: partitionCount },

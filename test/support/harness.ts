@@ -8,6 +8,9 @@ import { issueToken } from '../../src/http/auth.js';
 import type { RateLimiter } from '../../src/http/rate-limit.js';
 import { sql } from 'drizzle-orm';
 import { rowsOf } from '../../src/ledger/database.js';
+import { createRedis } from '../../src/cache/redis-client.js';
+import { RedisPacketCache } from '../../src/cache/redis-packet-cache.js';
+import { freshServerDatabase } from './server-database.js';
 
 export const TEST_SECRET = 'test-auth-secret';
 export const silentLogger = pino({ level: 'silent' });
@@ -30,14 +33,47 @@ export interface HarnessOptions extends Partial<HongbaoOptions> {
   readonly limiter?: RateLimiter;
 }
 
+/**
+ * With HONGBAO_TEST_SERVICES=1 (npm run test:services) the same suites run on the real
+ * services: a fresh database on the Postgres server, a fresh Kafka topic, and Redis.
+ */
+async function servicesOptions(): Promise<{ options: Partial<HongbaoOptions>; cleanup: () => Promise<void> }> {
+  if (process.env.HONGBAO_TEST_SERVICES !== '1') return { options: {}, cleanup: async () => {} };
+  const server = await freshServerDatabase(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test');
+  const redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', () => {});
+  await redis.connect();
+  const suffix = `${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
+  return {
+    options: {
+      databaseUrl: server.url,
+      cache: new RedisPacketCache(redis),
+      openLog: async () =>
+        (await import('../../src/log/kafka-log.js')).KafkaLog.open({
+          brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
+          topic: `hongbao-test-${suffix}`,
+          partitions: 4,
+          clientId: 'hongbao-test',
+          groupId: `hongbao-test-${suffix}`,
+          logger: silentLogger,
+        }),
+    },
+    cleanup: async () => {
+      redis.disconnect();
+      await server.drop();
+    },
+  };
+}
+
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const clock = options.clock ?? { now: () => Date.now() };
+  const services = await servicesOptions();
   const hongbao = await Hongbao.start({
     dataDir: 'memory',
     seedSecret: 'test-seed-secret',
     packetTtlMs: 86_400_000,
     logger: silentLogger,
     runJobs: false,
+    ...services.options,
     ...options,
     clock,
   });
@@ -86,7 +122,10 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       const of = (kind: string) => Number(rows.find((row) => row.kind === kind)?.sum ?? 0);
       return { wallets: of('wallet'), escrow: of('escrow'), deposited: -of('external'), book: rows.reduce((sum, row) => sum + Number(row.sum), 0) };
     },
-    stop: () => hongbao.stop(),
+    async stop() {
+      await hongbao.stop();
+      await services.cleanup();
+    },
   };
 }
 
