@@ -4,6 +4,8 @@
 // kafkajs cannot read without one: it never commits offsets to Kafka. The ledger stores
 // its positions in Postgres, hands them to subscribe(), and this log seeks to them every
 // time the group assigns partitions.
+import net from 'node:net';
+import tls from 'node:tls';
 import {
   CompressionTypes,
   Kafka,
@@ -13,6 +15,8 @@ import {
   type Admin,
   type Consumer,
   type EachBatchPayload,
+  type ISocketFactory,
+  type KafkaConfig,
   type LogEntry,
   type PartitionMetadata,
   type Producer,
@@ -47,6 +51,8 @@ const CONNECTION_TIMEOUT_MS = 3_000;
 const REQUEST_TIMEOUT_MS = 5_000;
 /** Retries of metadata, connect, admin and produce requests: 100, 200, 400, 800, 1000 ms (±20 %). */
 const RETRY: RetryOptions = { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000, factor: 0.2, multiplier: 2 };
+/** TCP keep-alive probe delay on broker connections (what kafkajs's own socket factory uses). */
+const KEEP_ALIVE_MS = 60_000;
 /** Cached topic metadata is refreshed at least this often. */
 const METADATA_MAX_AGE_MS = 30_000;
 
@@ -81,13 +87,22 @@ const CONSUMER_RESTART_DELAY_MS = 1_000;
 
 /** Expected at startup by design (bounded retries: an append must fail fast); not worth a warning. */
 const EXPECTED_WARNINGS = ['Limiting retries for the idempotent producer'];
+/**
+ * Broker answers kafkajs logs as errors although they are routine: every heartbeat during a
+ * rebalance answers REBALANCE_IN_PROGRESS (kafkajs then warns once that it re-joins).
+ */
+const ROUTINE_ERROR_ANSWERS = ['The group is rebalancing, so a rejoin is needed'];
 
-function kafkaLogCreator(logger: KafkaLogLogger) {
+function kafkaLogCreator(logger: KafkaLogLogger, muted: () => boolean = () => false) {
   return () =>
     ({ namespace, level, log }: LogEntry) => {
+      if (muted()) return;
       const { message, timestamp: _timestamp, logger: _logger, ...details } = log;
-      if (level === logLevel.ERROR) logger.error({ kafka: namespace, ...details }, message);
-      else if (level === logLevel.WARN && !EXPECTED_WARNINGS.some((expected) => message.startsWith(expected))) {
+      if (level === logLevel.ERROR) {
+        const answer = (details as { error?: unknown }).error;
+        if (typeof answer === 'string' && ROUTINE_ERROR_ANSWERS.includes(answer)) return;
+        logger.error({ kafka: namespace, ...details }, message);
+      } else if (level === logLevel.WARN && !EXPECTED_WARNINGS.some((expected) => message.startsWith(expected))) {
         logger.warn({ kafka: namespace, ...details }, message);
       }
     };
@@ -122,10 +137,83 @@ async function waitForLeaders(admin: Admin, topic: string): Promise<number> {
   }
 }
 
+function clientConfig(options: KafkaLogOptions, logger: KafkaLogLogger): KafkaConfig {
+  return {
+    clientId: options.clientId,
+    brokers: [...options.brokers],
+    ssl: false,
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    enforceRequestTimeout: true,
+    retry: RETRY,
+    logLevel: logLevel.WARN,
+    logCreator: kafkaLogCreator(logger),
+  };
+}
+
+/**
+ * One idempotent producer on connections of its own. discard() cuts them and refuses new ones,
+ * so a request that kafkajs is still retrying can never reach Kafka after its append failed.
+ */
+class ProducerSession {
+  readonly producer: Producer;
+  private readonly sockets = new Set<net.Socket>();
+  private cut = false;
+  private connected: Promise<void> | undefined;
+
+  constructor(options: KafkaLogOptions, logger: KafkaLogLogger) {
+    const kafka = new Kafka({
+      ...clientConfig(options, logger),
+      socketFactory: this.socketFactory,
+      // After discard(), the connection errors are ours: not worth logging.
+      logCreator: kafkaLogCreator(logger, () => this.cut),
+    });
+    this.producer = kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      retry: RETRY,
+      metadataMaxAge: METADATA_MAX_AGE_MS,
+    });
+  }
+
+  /** Connects once; every caller shares the same attempt. */
+  connect(): Promise<void> {
+    this.connected ??= this.producer.connect();
+    return this.connected;
+  }
+
+  /** Cuts every connection now; the producer never connects again. */
+  discard(): void {
+    if (this.cut) return;
+    this.cut = true;
+    for (const socket of this.sockets) socket.destroy(new Error('kafka producer discarded'));
+    void this.producer.disconnect().catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    this.cut = true;
+    await this.producer.disconnect();
+  }
+
+  // kafkajs's own factory, plus the sockets kept for discard() and no new ones after it.
+  private readonly socketFactory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
+    if (this.cut) throw new Error('kafka producer discarded');
+    const socket = ssl
+      ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...ssl }, onConnect)
+      : net.connect({ host, port }, onConnect);
+    socket.setKeepAlive(true, KEEP_ALIVE_MS);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    return socket;
+  };
+}
+
 export class KafkaLog implements EventLog {
   readonly name = 'kafka';
-  private producer: Producer | undefined;
-  /** Settles when the last append's request is over for good. */
+  private session: ProducerSession | undefined;
+  /** Settles when the last append has settled: appends run one after another. */
   private appendTail: Promise<void> = Promise.resolve();
   private readonly subscriptions = new Set<Subscription>();
   private closed = false;
@@ -152,17 +240,7 @@ export class KafkaLog implements EventLog {
   /** Connects, creates the topic if it is missing, and connects the producer. Rejects if Kafka is unreachable. */
   static async open(options: KafkaLogOptions): Promise<KafkaLog> {
     const logger = options.logger ?? pino({ name: 'kafka-log', level: 'warn' });
-    const kafka = new Kafka({
-      clientId: options.clientId,
-      brokers: [...options.brokers],
-      ssl: false,
-      connectionTimeout: CONNECTION_TIMEOUT_MS,
-      requestTimeout: REQUEST_TIMEOUT_MS,
-      enforceRequestTimeout: true,
-      retry: RETRY,
-      logLevel: logLevel.WARN,
-      logCreator: kafkaLogCreator(logger),
-    });
+    const kafka = new Kafka(clientConfig(options, logger));
     const admin = kafka.admin({ retry: RETRY });
     await admin.connect();
     try {
@@ -195,8 +273,15 @@ export class KafkaLog implements EventLog {
           'kafka topic exists with another partition count; using the topic’s own',
         );
       }
+      const session = new ProducerSession(options, logger);
+      try {
+        await session.connect();
+      } catch (error) {
+        session.discard();
+        throw error;
+      }
       const log = new KafkaLog(kafka, admin, options, logger, partitionCount);
-      log.producer = await log.connectProducer();
+      log.session = session;
       return log;
     } catch (error) {
       await admin.disconnect().catch(() => {});
@@ -215,8 +300,9 @@ export class KafkaLog implements EventLog {
 
   /**
    * One produce request (acks=all) for all the events, keyed by packet. Resolves once acknowledged;
-   * rejects within APPEND_DEADLINE_MS otherwise. A rejected append's outcome is unknown: its
-   * records may still be written, but always before the records of any later append.
+   * rejects within APPEND_DEADLINE_MS otherwise. Appends run one after another, in call order.
+   * A rejected append's outcome is unknown: its records may have reached Kafka, but never later
+   * than its rejection (its connections are cut then), so never behind a later append.
    */
   async append(events: readonly PacketEvent[]): Promise<void> {
     if (this.closed) throw new Error('kafka log is closed');
@@ -226,31 +312,25 @@ export class KafkaLog implements EventLog {
       value: JSON.stringify(event),
       partition: this.partitionOf(event.packetId),
     }));
-    let abandoned = false;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        abandoned = true;
-        reject(new Error(`kafka append of ${events.length} events not acknowledged within ${APPEND_DEADLINE_MS} ms`));
-      }, APPEND_DEADLINE_MS);
-    });
-    // Appends run one after another, and the next starts only once this one's request is over
-    // for good (acknowledged or failed inside kafkajs), even if its caller already gave up: a
-    // late write of a failed append can never land behind a later append.
     const previous = this.appendTail;
     let release: () => void = () => {};
     this.appendTail = new Promise<void>((resolve) => (release = resolve));
-    let producer: Producer | undefined;
+    const state: { session: ProducerSession | undefined; expired: boolean } = { session: undefined, expired: false };
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        state.expired = true;
+        reject(new Error(`kafka append of ${events.length} events not acknowledged within ${APPEND_DEADLINE_MS} ms`));
+      }, APPEND_DEADLINE_MS);
+    });
     const attempt = (async () => {
       await previous;
-      if (abandoned) throw new Error('kafka append abandoned before it was sent');
-      producer = this.producer;
-      if (!producer) {
-        producer = await this.connectProducer();
-        if (abandoned) throw new Error('kafka append abandoned before it was sent');
-        this.producer = producer;
-      }
-      await producer.send({
+      if (state.expired) return;
+      const session = (this.session ??= new ProducerSession(this.options, this.logger));
+      state.session = session;
+      await session.connect();
+      if (state.expired) return;
+      await session.producer.send({
         topic: this.options.topic,
         messages,
         acks: ACKS_ALL,
@@ -258,41 +338,25 @@ export class KafkaLog implements EventLog {
         compression: CompressionTypes.None,
       });
     })();
-    void attempt.then(release, () => {
-      // kafkajs rolls its sequence numbers back after a failed request; if the broker did write
-      // the records, the next append's records would reuse their sequence and be dropped as
-      // duplicates while acknowledged. A new producer gets a new producer id and starts clean.
-      if (producer && this.producer === producer) this.producer = undefined;
-      if (producer) void producer.disconnect().catch(() => {});
-      release();
-    });
     try {
       await Promise.race([attempt, deadline]);
     } catch (error) {
-      // On the deadline, the attempt goes on in kafkajs until its retries end; it is discarded then.
-      if (abandoned) this.logger.error({ err: error, topic: this.options.topic }, 'kafka append timed out');
+      attempt.catch(() => {});
+      // Cut the failed producer's connections: whatever kafkajs still retries dies here. And the
+      // next append gets a new producer id: kafkajs rolls its sequence numbers back after a failed
+      // request, so if the broker did write these records, the next records would reuse their
+      // sequence numbers and be dropped as duplicates while acknowledged.
+      const session = state.session;
+      if (session) {
+        session.discard();
+        if (this.session === session) this.session = undefined;
+      }
+      if (state.expired) this.logger.error({ err: error, topic: this.options.topic }, 'kafka append timed out');
       throw error;
     } finally {
       clearTimeout(timer);
+      release();
     }
-  }
-
-  private async connectProducer(): Promise<Producer> {
-    const producer = this.kafka.producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      retry: RETRY,
-      metadataMaxAge: METADATA_MAX_AGE_MS,
-    });
-    try {
-      await producer.connect();
-    } catch (error) {
-      await producer.disconnect().catch(() => {});
-      throw error;
-    }
-    return producer;
   }
 
   async subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
@@ -302,14 +366,17 @@ export class KafkaLog implements EventLog {
     const next = new Map<number, bigint>(from.map((position) => [position.partition, BigInt(position.nextOffset)]));
     let running = true;
     let consumer: Consumer | undefined;
-    let wake: () => void = () => {};
+    /** Pauses end early on stop(). */
+    const wakers = new Set<() => void>();
     const pause = (ms: number) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        wake = () => {
+        const wake = () => {
           clearTimeout(timer);
+          wakers.delete(wake);
           resolve();
         };
+        const timer = setTimeout(wake, ms);
+        wakers.add(wake);
       });
 
     const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
@@ -395,6 +462,8 @@ export class KafkaLog implements EventLog {
         await created.disconnect().catch(() => {});
         throw error;
       }
+      // stop() came while a restart was starting this consumer.
+      if (!running) await created.disconnect();
     };
 
     await start();
@@ -402,7 +471,7 @@ export class KafkaLog implements EventLog {
       stop: async () => {
         if (!running) return;
         running = false;
-        wake();
+        for (const wake of [...wakers]) wake();
         await consumer?.disconnect();
         this.subscriptions.delete(subscription);
       },
@@ -430,8 +499,8 @@ export class KafkaLog implements EventLog {
     this.closed = true;
     await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
     await this.appendTail;
-    await this.producer?.disconnect();
-    this.producer = undefined;
+    await this.session?.close();
+    this.session = undefined;
     await this.admin.disconnect();
   }
 }
