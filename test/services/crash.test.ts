@@ -51,6 +51,7 @@ describe('crashes on Kafka + Postgres + Redis', () => {
       },
     });
     expect(report.acknowledged).toBeGreaterThanOrEqual(100);
+    expect(report.refusedWhileBroken).toBeGreaterThan(0);
   });
 
   it('kill -9 of the ledger consumer mid-batch: crediting resumes, nothing doubled', async () => {
@@ -78,6 +79,8 @@ describe('crashes on Kafka + Postgres + Redis', () => {
       },
     });
     expect(report.acknowledged).toBeGreaterThanOrEqual(100);
+    // While the broker was down, opens were refused (503), not queued and not claimed.
+    expect(report.refusedWhileBroken).toBeGreaterThan(0);
   });
 
   it('a Postgres restart mid-load: crediting pauses and resumes, the books balance', async () => {
