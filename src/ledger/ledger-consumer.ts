@@ -150,21 +150,40 @@ export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promis
   }));
   await postTransfers(tx, transfers);
 
-  const packetIds = [...new Set(inserted.map((row) => row.packet_id))];
-  await tx.execute(sql`
-    with totals as (
-      select packet_id, count(*)::int as claimed, sum(amount_fen)::bigint as claimed_fen, max(claimed_at) as last_at
-      from claims where packet_id = any(${sql.param(packetIds)}::text[]) group by packet_id
-    )
-    update packets set
-      claimed_count = totals.claimed,
-      claimed_fen = totals.claimed_fen,
-      status = case when totals.claimed = packets.count then 'finished' else packets.status end,
-      finished_at = case when totals.claimed = packets.count then totals.last_at else null end,
-      best_seq = case when totals.claimed = packets.count and packets.type = 'group_lucky' then (
-        select seq from claims best where best.packet_id = packets.id order by best.amount_fen desc, best.seq asc limit 1
-      ) else null end
-    from totals where packets.id = totals.packet_id`);
+  // Move each packet's counters by what this batch added (no re-scan of its claims).
+  const added = new Map<string, { count: number; fen: number; lastMs: number }>();
+  const atMs = new Map(events.map((event) => [claimTransferId(event.packetId, event.seq), event.atMs]));
+  for (const row of inserted) {
+    const entry = added.get(row.packet_id) ?? { count: 0, fen: 0, lastMs: 0 };
+    entry.count += 1;
+    entry.fen += Number(row.amount_fen);
+    entry.lastMs = Math.max(entry.lastMs, atMs.get(claimTransferId(row.packet_id, row.seq)) ?? 0);
+    added.set(row.packet_id, entry);
+  }
+  const touched = await rowsOf<{ id: string; type: string; status: string }>(
+    tx,
+    sql`update packets set
+          claimed_count = packets.claimed_count + input.added_count,
+          claimed_fen = packets.claimed_fen + input.added_fen,
+          status = case when packets.claimed_count + input.added_count = packets.count then 'finished' else packets.status end,
+          finished_at = case when packets.claimed_count + input.added_count = packets.count
+                             then timestamptz 'epoch' + input.last_ms * interval '1 millisecond' else null end
+        from unnest(${sql.param([...added.keys()])}::text[],
+                    ${sql.param([...added.values()].map((entry) => entry.count))}::int[],
+                    ${sql.param([...added.values()].map((entry) => String(entry.fen)))}::bigint[],
+                    ${sql.param([...added.values()].map((entry) => String(entry.lastMs)))}::bigint[])
+             as input(packet_id, added_count, added_fen, last_ms)
+        where packets.id = input.packet_id
+        returning packets.id, packets.type, packets.status`,
+  );
+  // 手气最佳 is fixed once the last share is in: largest amount, earliest seq on a tie.
+  const finishedLucky = touched.filter((row) => row.type === 'group_lucky' && row.status === 'finished');
+  if (finishedLucky.length > 0) {
+    await tx.execute(sql`
+      update packets set best_seq = (
+        select seq from claims best where best.packet_id = packets.id order by best.amount_fen desc, best.seq asc limit 1)
+      where id = any(${sql.param(finishedLucky.map((row) => row.id))}::text[])`);
+  }
 }
 
 /** Refunds the remainder of each expired packet to its sender, once, and closes the packet. */

@@ -31,16 +31,6 @@ export async function postTransfers(executor: Executor, transfers: readonly Tran
   const amounts = sql.param(transfers.map((transfer) => String(transfer.amountFen)));
   const input = sql`select * from unnest(${ids}::text[], ${debits}::text[], ${credits}::text[], ${amounts}::bigint[]) as input(id, debit, credit, amount)`;
 
-  const conflicting = await rowsOf<{ id: string }>(
-    executor,
-    sql`with input as (${input})
-        select input.id from input join transfers on transfers.id = input.id
-        where (transfers.debit_account_id, transfers.credit_account_id, transfers.amount_fen) <> (input.debit, input.credit, input.amount)`,
-  );
-  if (conflicting.length > 0) {
-    throw new InvariantError(`transfer ${conflicting[0]!.id} exists with different accounts or amount`);
-  }
-
   const inserted = await rowsOf<{ id: string }>(
     executor,
     sql`with input as (${input}),
@@ -63,7 +53,31 @@ export async function postTransfers(executor: Executor, transfers: readonly Tran
         )
         select id from inserted`,
   );
-  return new Set(inserted.map((row) => row.id));
+  const insertedIds = new Set(inserted.map((row) => row.id));
+  // Only ids that were already there can disagree with what we were asked to post: check those.
+  const existing = transfers.filter((transfer) => !insertedIds.has(transfer.id));
+  if (existing.length > 0) await assertSameTerms(executor, existing);
+  return insertedIds;
+}
+
+async function assertSameTerms(executor: Executor, transfers: readonly Transfer[]): Promise<void> {
+  const stored = await rowsOf<{ id: string; debit_account_id: string; credit_account_id: string; amount_fen: string | number }>(
+    executor,
+    sql`select id, debit_account_id, credit_account_id, amount_fen from transfers
+        where id = any(${sql.param(transfers.map((transfer) => transfer.id))}::text[])`,
+  );
+  const byId = new Map(stored.map((row) => [row.id, row]));
+  for (const transfer of transfers) {
+    const row = byId.get(transfer.id);
+    if (
+      row === undefined ||
+      row.debit_account_id !== transfer.debitAccountId ||
+      row.credit_account_id !== transfer.creditAccountId ||
+      Number(row.amount_fen) !== transfer.amountFen
+    ) {
+      throw new InvariantError(`transfer ${transfer.id} exists with different accounts or amount`);
+    }
+  }
 }
 
 export async function balanceOf(executor: Executor, accountId: string): Promise<Fen> {

@@ -1,6 +1,7 @@
 // In-memory EventLog for unit tests and simulation only: nothing survives the process.
 import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
 import type { PacketEvent } from './events.js';
+import { READ_BATCH_EVENTS_MAX } from './table-log.js';
 
 export class MemoryLog implements EventLog {
   readonly name = 'memory';
@@ -27,7 +28,7 @@ export class MemoryLog implements EventLog {
           });
           continue;
         }
-        const events = this.events.slice(next, next + 1000);
+        const events = this.events.slice(next, next + READ_BATCH_EVENTS_MAX);
         try {
           await handler({ events, positions: [{ partition: 0, nextOffset: String(next + events.length) }] });
           next += events.length;

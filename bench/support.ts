@@ -1,0 +1,40 @@
+// Shared bench helpers: seeded PRNG, percentiles, the machine, one-line JSON results.
+import { cpus, totalmem } from 'node:os';
+
+/** mulberry32: a tiny seeded PRNG, so every run offers the same load. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((left, right) => left - right);
+  return percentile(sorted, 0.5);
+}
+
+export function machine() {
+  return { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+}
+
+export const quick = process.argv.includes('--quick');
+
+/** Scenario processes print exactly one JSON line; the orchestrator reads it. */
+export function emit(result: object): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+export function argument(name: string, fallback: number): number {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? Number(process.argv[index + 1]) : fallback;
+}
