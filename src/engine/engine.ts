@@ -15,6 +15,8 @@ export const OPENS_IN_FLIGHT_MAX = 20_000;
 /** Packets being loaded from storage at once; past it, requests for cold packets answer busy. */
 export const ACTIVATIONS_IN_FLIGHT_MAX = 2_000;
 export const SHARD_COUNT_DEFAULT = 16;
+/** Lookups by one request whose actor keeps being dropped under it; past it, busy. */
+const ACTOR_LOOKUPS_MAX = 3;
 
 /** Where actors come from. `load` must wait until storage has every durable event of the packet. */
 export interface PacketSource {
@@ -62,10 +64,10 @@ export class Engine {
     try {
       const cached = await this.fromCache(packetId, userId);
       if (cached !== undefined) return cached.state === 'claimed' ? { ...cached, state: 'already_claimed' } : cached;
-      const actor = await this.actorFor(packetId);
-      if (actor === 'busy') return BUSY;
-      if (actor === null) return { state: 'not_found' };
-      return await actor.open(userId, this.options.clock.now());
+      const outcome = await this.withActor(packetId, (actor) => actor.open(userId, this.options.clock.now()));
+      if (outcome === 'busy') return BUSY;
+      if (outcome === null) return { state: 'not_found' };
+      return outcome;
     } finally {
       this.opensInFlight -= 1;
     }
@@ -75,24 +77,20 @@ export class Engine {
   async grab(packetId: string, userId: string): Promise<EngineGrabOutcome> {
     const cached = await this.fromCache(packetId, userId);
     if (cached !== undefined) return cached.state === 'claimed' ? { state: 'claimed', amountFen: cached.amountFen } : cached;
-    const actor = await this.actorFor(packetId);
-    if (actor === 'busy') return BUSY;
-    if (actor === null) return { state: 'not_found' };
-    return actor.grab(userId, this.options.clock.now());
+    const outcome = await this.withActor(packetId, (actor) => actor.grab(userId, this.options.clock.now()));
+    if (outcome === 'busy') return BUSY;
+    if (outcome === null) return { state: 'not_found' };
+    return outcome;
   }
 
   /** The durable state of a packet, for the result page. */
   async view(packetId: string): Promise<PacketSnapshot | null | 'busy'> {
-    const actor = await this.actorFor(packetId);
-    if (actor === 'busy' || actor === null) return actor;
-    return actor.snapshot();
+    return this.withActor(packetId, (actor) => actor.snapshot());
   }
 
   /** Closes a packet whose deadline passed; a no-op for a packet that is closed or not yet due. */
   async expire(packetId: string): Promise<void> {
-    const actor = await this.actorFor(packetId);
-    if (actor === 'busy' || actor === null) return;
-    await actor.expire(this.options.clock.now());
+    await this.withActor(packetId, (actor) => actor.expire(this.options.clock.now()));
   }
 
   /** A packet just created (and stored): start its actor without a read. */
@@ -157,6 +155,21 @@ export class Engine {
     );
     cache?.rememberPacket(stored.packet, actor.status, stored.claims);
     return actor;
+  }
+
+  /**
+   * Runs `use` on the packet's current actor, in the same synchronous step as the check that it
+   * still is the current one. The lookup awaits, and an eviction (or a rebuild after a failed
+   * write) can run in the same microtask drain before the caller resumes: deciding on a dropped
+   * actor would put two actors — and two claims with one seq, or two refunds — on one packet.
+   */
+  private async withActor<Result>(packetId: string, use: (actor: PacketActor) => Result): Promise<Awaited<Result> | null | 'busy'> {
+    for (let attempt = 0; attempt < ACTOR_LOOKUPS_MAX; attempt += 1) {
+      const actor = await this.actorFor(packetId);
+      if (actor === 'busy' || actor === null) return actor;
+      if (this.shardOf(packetId).get(packetId)?.actor === actor) return await use(actor);
+    }
+    return 'busy';
   }
 
   private async actorFor(packetId: string): Promise<PacketActor | null | 'busy'> {

@@ -9,13 +9,17 @@ import { ApiError } from './errors.js';
 const userId = z.string().regex(USER_ID_PATTERN, 'must be 1–64 characters of [A-Za-z0-9_-]');
 /** Money stays a string here; parseYuan decides what a valid amount is. */
 const yuan = z.string({ error: 'must be a string of yuan like "12.34"' });
+/** Free text we store and echo: Postgres text/jsonb hold neither NUL nor a lone UTF-16 surrogate. */
+const storableText = z.string().refine((text) => !text.includes('\u0000') && !/\p{Cs}/u.test(text), {
+  message: 'must be valid Unicode text without NUL characters',
+});
 
 export const sendBody = z.object({
   type: z.enum(PACKET_TYPES),
   targetId: userId,
   count: z.number().int().positive(),
   amount: yuan,
-  greeting: z.string().optional(),
+  greeting: storableText.optional(),
   members: z.array(userId).optional(),
 });
 
