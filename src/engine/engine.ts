@@ -49,7 +49,10 @@ const BUSY = { state: 'busy', retryAfterMs: 100 } as const;
 export class Engine {
   private readonly ring: HashRing;
   private readonly shards = new Map<string, Map<string, Slot>>();
+  /** Opens waiting for an activation or the cache. */
   private opensInFlight = 0;
+  /** Writes in flight across all actors (claims awaiting durability), shared with them. */
+  private readonly writes = { count: 0 };
   private activationsInFlight = 0;
 
   constructor(private readonly options: EngineOptions) {
@@ -58,8 +61,21 @@ export class Engine {
     this.ring = new HashRing(shardNames);
   }
 
-  async open(packetId: string, userId: string): Promise<EngineOpenOutcome> {
-    if (this.opensInFlight >= OPENS_IN_FLIGHT_MAX) return BUSY;
+  open(packetId: string, userId: string): Promise<EngineOpenOutcome> {
+    if (this.opensInFlight + this.writes.count >= OPENS_IN_FLIGHT_MAX) return Promise.resolve(BUSY);
+    // Hot path: the actor is here. Looking it up and using it in one synchronous step keeps
+    // "one actor per packet" (nothing can evict it in between), and a final answer costs no await.
+    const actor = this.shardOf(packetId).get(packetId)?.actor;
+    if (actor !== undefined && !actor.poisoned) {
+      // Pending claims count toward the process bound through the actors' shared write counter.
+      const outcome = actor.open(userId, this.options.clock.now());
+      return outcome instanceof Promise ? outcome : Promise.resolve(outcome);
+    }
+    return this.openCold(packetId, userId);
+  }
+
+  /** A packet without a local actor: the cache may answer; otherwise activate and decide. */
+  private async openCold(packetId: string, userId: string): Promise<EngineOpenOutcome> {
     this.opensInFlight += 1;
     try {
       const cached = await this.fromCache(packetId, userId);
@@ -74,7 +90,13 @@ export class Engine {
   }
 
   /** 抢: answered from memory (after a one-time activation); never enters the decision path. */
-  async grab(packetId: string, userId: string): Promise<EngineGrabOutcome> {
+  grab(packetId: string, userId: string): Promise<EngineGrabOutcome> {
+    const actor = this.shardOf(packetId).get(packetId)?.actor;
+    if (actor !== undefined && !actor.poisoned) return Promise.resolve(actor.grab(userId, this.options.clock.now()));
+    return this.grabCold(packetId, userId);
+  }
+
+  private async grabCold(packetId: string, userId: string): Promise<EngineGrabOutcome> {
     const cached = await this.fromCache(packetId, userId);
     if (cached !== undefined) return cached.state === 'claimed' ? { state: 'claimed', amountFen: cached.amountFen } : cached;
     const outcome = await this.withActor(packetId, (actor) => actor.grab(userId, this.options.clock.now()));
@@ -119,7 +141,7 @@ export class Engine {
   get stats() {
     let actors = 0;
     for (const shard of this.shards.values()) actors += shard.size;
-    return { actors, opensInFlight: this.opensInFlight, activationsInFlight: this.activationsInFlight };
+    return { actors, opensInFlight: this.opensInFlight + this.writes.count, activationsInFlight: this.activationsInFlight };
   }
 
   /** Only for packets without a local actor: a local actor's memory is fresher than any cache. */
@@ -142,6 +164,7 @@ export class Engine {
         limits: this.options.limits,
         seed: this.options.seedFor(stored.packet.id),
         commit: this.options.commit,
+        processWrites: this.writes,
         ...(onClaimDecided ? { onClaimDecided } : {}),
         ...(onClaimFailed ? { onClaimFailed } : {}),
         ...(cache

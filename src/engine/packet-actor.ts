@@ -20,6 +20,11 @@ export type OpenOutcome =
   | { state: 'not_eligible' }
   | { state: 'busy'; retryAfterMs: number };
 
+const NOT_ELIGIBLE: OpenOutcome = Object.freeze({ state: 'not_eligible' });
+const SOLD_OUT: OpenOutcome = Object.freeze({ state: 'sold_out' });
+const EXPIRED: OpenOutcome = Object.freeze({ state: 'expired' });
+const BUSY: OpenOutcome = Object.freeze({ state: 'busy', retryAfterMs: 50 });
+
 export type GrabOutcome =
   | { state: 'openable' }
   | { state: 'claimed'; amountFen: Fen }
@@ -57,6 +62,8 @@ export interface ActorDependencies {
    */
   readonly commit: (event: PacketEvent, onFailure: () => void) => Promise<void>;
   readonly onClaimDecided?: (claim: Claim) => void;
+  /** A counter shared by every actor of the process: writes in flight, for the process-wide bound. */
+  readonly processWrites?: { count: number };
   readonly onClaimFailed?: (claim: Claim) => void;
   /** A claim became durable (its seq is the packet's count when it was the last share). */
   readonly onClaimDurable?: (claim: Claim) => void;
@@ -125,36 +132,36 @@ export class PacketActor {
     return { state: 'openable' };
   }
 
-  /** 拆: claims a share, or says why not. Resolves only once a claim is durable. */
-  async open(userId: string, nowMs: number): Promise<OpenOutcome> {
+  /**
+   * 拆: claims a share, or says why not. A claim is answered only once it is durable. The
+   * answer is returned synchronously when it is already final (most of a crowd: sold out,
+   * already claimed and written): no promise per rejected open on the hot path.
+   */
+  open(userId: string, nowMs: number): OpenOutcome | Promise<OpenOutcome> {
     this.lastUsedMs = nowMs;
-    if (!mayOpen(this.packet, userId)) return { state: 'not_eligible' };
+    if (!mayOpen(this.packet, userId)) return NOT_ELIGIBLE;
     const mine = this.claimsByUser.get(userId);
     if (mine !== undefined) {
       // A racing second open waits for the first one's write: "already claimed" must be true.
-      await mine.settled;
-      return { state: 'already_claimed', amountFen: mine.claim.amountFen, seq: mine.claim.seq };
+      const outcome: OpenOutcome = { state: 'already_claimed', amountFen: mine.claim.amountFen, seq: mine.claim.seq };
+      return mine.durable ? outcome : mine.settled.then(() => outcome);
     }
     const status = this.status;
     if (status === 'finished') {
       // "Sold out" must be true too: the last shares may still be in flight, and if their write
       // fails they are free again. Durable claims are a prefix, so the last one settles it; if it
       // fails, this open fails with it (503) rather than turn the user away from a live packet.
-      await this.claimsInOrder[this.claimsInOrder.length - 1]!.settled;
-      return { state: 'sold_out' };
+      const last = this.claimsInOrder[this.claimsInOrder.length - 1]!;
+      return last.durable ? SOLD_OUT : last.settled.then(() => SOLD_OUT);
     }
-    if (status === 'expired') return { state: 'expired' };
-    if (nowMs >= this.packet.expiresAtMs) {
-      await this.expire(nowMs);
-      return { state: 'expired' };
-    }
-    if (this.inFlight >= MAILBOX_LENGTH_MAX) return { state: 'busy', retryAfterMs: 50 };
-    if (this.poisoned) throw new UnavailableError('this packet is recovering from a failed write; try again');
+    if (status === 'expired') return EXPIRED;
+    if (nowMs >= this.packet.expiresAtMs) return this.expire(nowMs).then(() => EXPIRED);
+    if (this.inFlight >= MAILBOX_LENGTH_MAX) return BUSY;
+    if (this.poisoned) return Promise.reject(new UnavailableError('this packet is recovering from a failed write; try again'));
 
-    const claim = this.decideClaim(userId, nowMs);
-    const record = this.claimsByUser.get(userId)!;
-    await record.settled;
-    return { state: 'claimed', amountFen: claim.amountFen, seq: claim.seq };
+    const record = this.decideClaim(userId, nowMs);
+    const outcome: OpenOutcome = { state: 'claimed', amountFen: record.claim.amountFen, seq: record.claim.seq };
+    return record.settled.then(() => outcome);
   }
 
   /** Closes the packet at its deadline and refunds the exact remainder, once. */
@@ -180,7 +187,7 @@ export class PacketActor {
     return { packet: this.packet, status, claims };
   }
 
-  private decideClaim(userId: string, nowMs: number): Claim {
+  private decideClaim(userId: string, nowMs: number): ClaimRecord {
     const seq = this.claimsInOrder.length + 1;
     const amountFen = nextShare(
       {
@@ -197,45 +204,57 @@ export class PacketActor {
     const claim: Claim = { packetId: this.packet.id, seq, userId, amountFen, claimedAtMs: nowMs };
     this.remainingFen -= amountFen;
     this.claimedFen += amountFen;
+    this.inFlight += 1;
+    const processWrites = this.dependencies.processWrites;
+    if (processWrites) processWrites.count += 1;
     const record: ClaimRecord = {
       claim,
       durable: false,
-      settled: this.write({ kind: 'claim', packetId: claim.packetId, seq, userId, amountFen, atMs: nowMs }).then(
+      // Every opener chains on this promise, so a failure is always observed by someone.
+      settled: this.dependencies.commit({ kind: 'claim', packetId: claim.packetId, seq, userId, amountFen, atMs: nowMs }, this.poison).then(
         () => {
+          this.inFlight -= 1;
+          if (processWrites) processWrites.count -= 1;
           record.durable = true;
           this.dependencies.onClaimDurable?.(claim);
         },
         (error: unknown) => {
+          this.inFlight -= 1;
+          if (processWrites) processWrites.count -= 1;
+          this.poisoned = true;
           this.dependencies.onClaimFailed?.(claim);
           throw error;
         },
       ),
     };
-    // Callers attach their own handlers; this one keeps an unobserved failure from crashing the process.
-    record.settled.catch(() => {});
     this.claimsInOrder.push(record);
     this.claimsByUser.set(userId, record);
     this.dependencies.onClaimDecided?.(claim);
     this.checkInvariants();
-    return claim;
+    return record;
   }
 
-  private async write(event: PacketEvent): Promise<void> {
+  /** Called synchronously by the log when a write failed, before any rejection is delivered. */
+  private readonly poison = () => {
+    this.poisoned = true;
+  };
+
+  private write(event: PacketEvent): Promise<void> {
     this.inFlight += 1;
-    try {
-      await this.dependencies.commit(event, () => {
+    return this.dependencies.commit(event, this.poison).then(
+      () => {
+        this.inFlight -= 1;
+        if (event.kind === 'expire') {
+          this.expiredDurable = true;
+          this.dependencies.onExpiredDurable?.(event.packetId);
+        }
+      },
+      (error: unknown) => {
+        this.inFlight -= 1;
         this.poisoned = true;
-      });
-      if (event.kind === 'expire') {
-        this.expiredDurable = true;
-        this.dependencies.onExpiredDurable?.(event.packetId);
-      }
-    } catch (error) {
-      this.poisoned = true;
-      throw error;
-    } finally {
-      this.inFlight -= 1;
-    }
+        throw error;
+      },
+    );
   }
 
   private checkInvariants(): void {

@@ -428,11 +428,11 @@ describe('a failed append', () => {
       { limits: LIMITS, seed: seedFor(packet.id), commit: commits.commit, onClaimDecided: (claim) => decided.push(claim) },
       SIM_START_MS,
     );
-    const a = watch(actor.open('a', SIM_START_MS));
+    const a = watch(Promise.resolve(actor.open('a', SIM_START_MS)));
     let slipped: ReturnType<typeof watch> | undefined;
     commits.failAll(() => {
       expect(actor.poisoned).toBe(true);
-      slipped = watch(actor.open('b', SIM_START_MS));
+      slipped = watch(Promise.resolve(actor.open('b', SIM_START_MS)));
     });
     await drainMicrotasks();
     expect(a.error).toBeInstanceOf(UnavailableError);
@@ -596,14 +596,14 @@ describe('activation and eviction', () => {
   });
 
   it('never decides on an actor evicted between its lookup and its use', async () => {
-    // The eviction lands after 0, 1, 2, … microtasks of the first open: one of them falls between
-    // its lookup and its use. A second open then activates a fresh actor from storage, which
-    // cannot know a claim still in flight — only one actor may be deciding.
+    // The eviction lands after 0, 1, 2, … microtasks of the first open of a cold packet: one of
+    // them falls between its (asynchronous) activation and its use. A second open then activates
+    // a fresh actor from storage, which cannot know a claim still in flight — only one actor may
+    // be deciding. (A warm actor is looked up and used in one synchronous step: no window at all.)
     let evictions = 0;
     for (let delay = 0; delay < 16; delay += 1) {
       const { engine, commits, storage } = rig({ mode: 'manual' });
       const packet = storage.add(fixed(`fixed-evict-race-${delay}`, 3, 100));
-      engine.adopt({ packet, claims: [], expired: false });
       const first = watch(engine.open(packet.id, 'a'));
       for (let index = 0; index < delay; index += 1) await Promise.resolve();
       evictions += engine.evictIdle(0);
@@ -614,7 +614,7 @@ describe('activation and eviction', () => {
       const outcomes = [first.value, second.value] as { state: string }[];
       expect(outcomes.map((outcome) => outcome?.state), `delay ${delay}`).toEqual(['claimed', 'claimed']);
       expect(commits.claims(packet.id).map((event) => event.seq).sort(), `delay ${delay}: one seq, one claim`).toEqual([1, 2]);
-      expect(storage.loads, `delay ${delay}`).toBeLessThanOrEqual(1);
+      expect(storage.loads, `delay ${delay}`).toBeLessThanOrEqual(2);
     }
     expect(evictions).toBeGreaterThan(0);
   });
