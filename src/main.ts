@@ -40,7 +40,9 @@ async function main(): Promise<void> {
               topic: config.kafkaTopic,
               partitions: config.kafkaPartitions,
               clientId: 'hongbao',
-              groupId: 'hongbao-ledger',
+              // One group per topic: a group shared by consumers of different topics gets
+              // partitions assigned to members that never read them.
+              groupId: `${config.kafkaTopic}.ledger`,
               logger,
             }),
         }

@@ -48,6 +48,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // An idle client's connection dying (a Postgres restart) is reported here; without a
     // listener Node would crash the process. The next query simply gets a new connection.
     pool.on('error', (error) => options.onPoolError?.(error));
+    // A checked-out client has no pool listener: a server restart mid-transaction would emit an
+    // unhandled 'error' and kill the process. The failing query rejects on its own; note it only.
+    pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
     const db = drizzleNodePostgres(pool, { schema }) as unknown as Db;
     await migrateNodePostgres(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
     const url = new URL(options.url);

@@ -2,7 +2,8 @@
 // SIGKILL, the ledger consumer killed mid-batch, the Kafka broker restarted and Postgres
 // restarted, each in the middle of a crowd of opens. Nothing acknowledged is lost, no money
 // is made, reconciliation is clean afterwards.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CRASH_SECRET, runCrashScenario } from '../support/crash-scenario.js';
@@ -10,6 +11,8 @@ import { startServer, type ServerProcess } from '../support/process.js';
 import { freshServerDatabase } from '../support/server-database.js';
 
 const SERVICES = fileURLToPath(new URL('../../scripts/services.sh', import.meta.url));
+/** Asynchronous on purpose: the crowd keeps opening while the service is down. */
+const services = (command: string) => promisify(execFile)('bash', [SERVICES, command], { timeout: 180_000 });
 const running: ServerProcess[] = [];
 const cleanups: (() => Promise<void>)[] = [];
 
@@ -34,7 +37,9 @@ async function start(env: Record<string, string>) {
   return server;
 }
 
-afterEach(async () => {
+afterEach(async (context) => {
+  // A failed crash test shows what the servers said.
+  if (context.task.result?.state === 'fail') for (const server of running) console.error(server.output().slice(-5000));
   await Promise.all(running.splice(0).map((server) => server.kill('SIGKILL')));
   for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => {});
 });
@@ -75,7 +80,7 @@ describe('crashes on Kafka + Postgres + Redis', () => {
     const report = await runCrashScenario({
       engine: () => engine,
       disrupt: async () => {
-        execFileSync('bash', [SERVICES, 'restart-kafka'], { stdio: 'ignore', timeout: 180_000 });
+        await services('restart-kafka');
       },
     });
     expect(report.acknowledged).toBeGreaterThanOrEqual(100);
@@ -89,7 +94,7 @@ describe('crashes on Kafka + Postgres + Redis', () => {
     const report = await runCrashScenario({
       engine: () => engine,
       disrupt: async () => {
-        execFileSync('bash', [SERVICES, 'restart-postgres'], { stdio: 'ignore', timeout: 120_000 });
+        await services('restart-postgres');
       },
     });
     expect(report.acknowledged).toBeGreaterThanOrEqual(100);

@@ -51,11 +51,11 @@ async function eventually<T>(attempt: () => Promise<T>, accept: (value: T) => bo
       if (accept(value)) return value;
       last = value;
     } catch (error) {
-      last = error;
+      last = error instanceof Error ? `${error.name}: ${error.message}` : error;
     }
     await sleep(200);
   }
-  throw new Error(`did not settle within ${timeoutMs} ms; last: ${JSON.stringify(last) ?? String(last)}`);
+  throw new Error(`did not settle within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
 }
 
 export async function runCrashScenario(scenario: CrashScenario): Promise<CrashReport> {

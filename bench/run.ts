@@ -1,0 +1,59 @@
+// npm run bench [-- --quick]: runs every scenario, each in its own process (load generators
+// apart from the servers they load), and writes bench/RESULTS.md and bench/claims-per-second.svg.
+// Needs the services up (scripts/services.sh up) for Kafka, the Postgres server and Redis.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { renderChart } from './chart.js';
+import { renderReport, type Results } from './report.js';
+import { machine, quick } from './support.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RUNS = quick ? 1 : 3;
+
+function runScenario(label: string, args: string[], nodeFlags: string[] = []): any {
+  const started = Date.now();
+  process.stderr.write(`[bench] ${label} …`);
+  const child = spawnSync(process.execPath, [...nodeFlags, '--import', 'tsx', ...args, ...(quick ? ['--quick'] : [])], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, LOG_LEVEL: 'error', KAFKAJS_NO_PARTITIONER_WARNING: '1' },
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 20 * 60_000,
+  });
+  const lines = child.stdout.trim().split('\n');
+  if (child.status !== 0) {
+    process.stderr.write(` failed (exit ${child.status})\n${child.stderr.slice(-4000)}\n`);
+    throw new Error(`${label} failed: a benchmark that cannot verify its result is not reported`);
+  }
+  process.stderr.write(` ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  return JSON.parse(lines[lines.length - 1]!);
+}
+
+/** Every design runs the same workload RUNS times; the median run (by claims/s) is reported. */
+function runDesign(design: string, args: string[]) {
+  const runs = Array.from({ length: RUNS }, (_, run) => runScenario(`${design} run ${run + 1}/${RUNS}`, ['bench/baselines/cli.ts', design, ...args]));
+  const sorted = [...runs].sort((left, right) => left.claimsPerSecond - right.claimsPerSecond);
+  return { ...sorted[Math.floor(sorted.length / 2)], runs: runs.map((run) => run.claimsPerSecond) };
+}
+
+const workloadArgs = quick ? ['--packets', '50', '--openers', '120', '--concurrency', '64'] : ['--packets', '500', '--openers', '120', '--concurrency', '64'];
+const designs = ['hongbao', 'hongbao-table', 'hongbao-kafka', 'redis-lua', 'pg-lock', 'pg-cas'];
+
+const results: Results = {
+  command: `npm run bench${quick ? ' -- --quick' : ''}`,
+  date: new Date().toISOString(),
+  machine: machine(),
+  quick,
+  engine: runScenario('engine', ['bench/scenarios/engine.ts']),
+  memory: runScenario('memory', ['bench/scenarios/memory.ts'], ['--expose-gc']),
+  durable: [runScenario('durable (table)', ['bench/scenarios/durable.ts', '--log', 'table']), runScenario('durable (kafka)', ['bench/scenarios/durable.ts', '--log', 'kafka'])],
+  ledger: runScenario('ledger', ['bench/scenarios/ledger.ts']),
+  http: [runScenario('http (services)', ['bench/scenarios/http.ts', '--services']), runScenario('http (embedded)', ['bench/scenarios/http.ts'])],
+  designs: Object.fromEntries(designs.map((design) => [design, runDesign(design, workloadArgs)])),
+};
+
+const out = (name: string) => fileURLToPath(new URL(name, import.meta.url));
+writeFileSync(out('RESULTS.md'), renderReport(results));
+writeFileSync(out('claims-per-second.svg'), renderChart(results));
+process.stderr.write('[bench] wrote bench/RESULTS.md and bench/claims-per-second.svg\n');
