@@ -12,14 +12,25 @@ export interface Caller {
 
 export type AuthVariables = { caller: Caller };
 
+/** Verified tokens remembered per process: an app sends the same token on every request. */
+export const VERIFIED_TOKENS_MAX = 100_000;
+
 export function requireAuth(secret: string): MiddlewareHandler<{ Variables: AuthVariables }> {
+  // token → who it names and until when; a signature is checked once, the expiry every time.
+  const verified = new Map<string, { caller: Caller; expiresAtMs: number }>();
   return async (c, next) => {
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header);
     if (match === null) throw new ApiError(401, 'unauthorized', 'missing bearer token: send Authorization: Bearer <JWT>');
+    const token = match[1]!;
+    const known = verified.get(token);
+    if (known !== undefined && Date.now() < known.expiresAtMs) {
+      c.set('caller', known.caller);
+      return next();
+    }
     let payload: Record<string, unknown>;
     try {
-      payload = await verify(match[1]!, secret, 'HS256');
+      payload = await verify(token, secret, 'HS256');
     } catch {
       throw new ApiError(401, 'unauthorized', 'invalid or expired token');
     }
@@ -27,7 +38,13 @@ export function requireAuth(secret: string): MiddlewareHandler<{ Variables: Auth
     if (typeof subject !== 'string' || !USER_ID_PATTERN.test(subject)) {
       throw new ApiError(401, 'unauthorized', 'token subject must be a user id of 1–64 characters [A-Za-z0-9_-]');
     }
-    c.set('caller', { userId: subject, admin: payload.role === 'admin' });
+    const caller: Caller = { userId: subject, admin: payload.role === 'admin' };
+    // Only tokens that expire are remembered, and never past their expiry.
+    if (typeof payload.exp === 'number') {
+      if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
+      verified.set(token, { caller, expiresAtMs: payload.exp * 1000 });
+    }
+    c.set('caller', caller);
     await next();
   };
 }
