@@ -78,12 +78,16 @@ kafka_tool() { # main-class args...
 
 # pid of our broker if it is alive (and really is a kafka.Kafka JVM), else nothing.
 kafka_pid() {
-  local pid
-  [[ -f "$PIDFILE" ]] || return 1
-  pid="$(tr -dc '0-9' <"$PIDFILE")"
+  local pid=""
+  [[ -f "$PIDFILE" ]] && pid="$(tr -dc '0-9' <"$PIDFILE")"
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'; then
+    printf '%s\n' "$pid"
+    return 0
+  fi
+  # A broker this script started from another checkout of the project (a CI clone, say):
+  # it holds the port, so it is the one to manage.
+  pid="$(pgrep -f 'java .*kafka\.Kafka .*server\.properties' | head -n 1 || true)"
   [[ -n "$pid" ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
   printf '%s\n' "$pid"
 }
 
