@@ -8,7 +8,7 @@ import type { PacketEvent } from '../log/events.js';
 import type { Clock } from './clock.js';
 import { HashRing } from './hash-ring.js';
 import { answerFromCache, type PacketCache } from './packet-cache.js';
-import { PacketActor, type GrabOutcome, type OpenOutcome, type PacketSnapshot, type StoredPacket } from './packet-actor.js';
+import { PacketActor, type ActorDependencies, type GrabOutcome, type OpenOutcome, type PacketSnapshot, type StoredPacket } from './packet-actor.js';
 
 /** Opens in progress in this process (all packets); past it, open answers busy at once. */
 export const OPENS_IN_FLIGHT_MAX = 20_000;
@@ -40,6 +40,8 @@ export type EngineOpenOutcome = OpenOutcome | { state: 'not_found' };
 export type EngineGrabOutcome = GrabOutcome | { state: 'not_found' } | { state: 'busy'; retryAfterMs: number };
 
 interface Slot {
+  /** The owner the ring chose; in a cluster, requests for other owners are forwarded. */
+  readonly shard: string;
   actor: PacketActor | undefined;
   activation: Promise<PacketActor | null> | undefined;
 }
@@ -48,16 +50,38 @@ const BUSY = { state: 'busy', retryAfterMs: 100 } as const;
 
 export class Engine {
   private readonly ring: HashRing;
-  private readonly shards = new Map<string, Map<string, Slot>>();
+  /**
+   * Every local actor, by packet id. The ring decides which shard (a node, in a cluster) owns a
+   * packet; in one process every shard is local, so one index serves them all and a lookup on
+   * the hot path is a single map read.
+   */
+  private readonly slots = new Map<string, Slot>();
   /** Opens waiting for an activation or the cache. */
   private opensInFlight = 0;
   /** Writes in flight across all actors (claims awaiting durability), shared with them. */
   private readonly writes = { count: 0 };
   private activationsInFlight = 0;
 
+  /** One dependencies object shared by every actor: an idle actor carries no closures of its own. */
+  private readonly dependencies: ActorDependencies;
+
   constructor(private readonly options: EngineOptions) {
+    const { cache, onClaimDecided, onClaimFailed } = options;
+    this.dependencies = {
+      limits: options.limits,
+      seedFor: options.seedFor,
+      commit: options.commit,
+      processWrites: this.writes,
+      ...(onClaimDecided ? { onClaimDecided } : {}),
+      ...(onClaimFailed ? { onClaimFailed } : {}),
+      ...(cache
+        ? {
+            onClaimDurable: (claim: Claim, finished: boolean) => cache.rememberClaim(claim.packetId, claim, finished),
+            onExpiredDurable: (packetId: string) => cache.rememberExpired(packetId),
+          }
+        : {}),
+    };
     const shardNames = Array.from({ length: options.shardCount ?? SHARD_COUNT_DEFAULT }, (_, index) => `shard-${index}`);
-    for (const name of shardNames) this.shards.set(name, new Map());
     this.ring = new HashRing(shardNames);
   }
 
@@ -65,7 +89,7 @@ export class Engine {
     if (this.opensInFlight + this.writes.count >= OPENS_IN_FLIGHT_MAX) return Promise.resolve(BUSY);
     // Hot path: the actor is here. Looking it up and using it in one synchronous step keeps
     // "one actor per packet" (nothing can evict it in between), and a final answer costs no await.
-    const actor = this.shardOf(packetId).get(packetId)?.actor;
+    const actor = this.slots.get(packetId)?.actor;
     if (actor !== undefined && !actor.poisoned) {
       // Pending claims count toward the process bound through the actors' shared write counter.
       const outcome = actor.open(userId, this.options.clock.now());
@@ -91,7 +115,7 @@ export class Engine {
 
   /** 抢: answered from memory (after a one-time activation); never enters the decision path. */
   grab(packetId: string, userId: string): Promise<EngineGrabOutcome> {
-    const actor = this.shardOf(packetId).get(packetId)?.actor;
+    const actor = this.slots.get(packetId)?.actor;
     if (actor !== undefined && !actor.poisoned) return Promise.resolve(actor.grab(userId, this.options.clock.now()));
     return this.grabCold(packetId, userId);
   }
@@ -117,66 +141,45 @@ export class Engine {
 
   /** A packet just created (and stored): start its actor without a read. */
   adopt(stored: StoredPacket): void {
-    const shard = this.shardOf(stored.packet.id);
-    if (shard.has(stored.packet.id)) return;
-    shard.set(stored.packet.id, { actor: this.build(stored), activation: undefined });
+    if (this.slots.has(stored.packet.id)) return;
+    this.slots.set(stored.packet.id, { shard: this.ring.ownerOf(stored.packet.id), actor: this.build(stored), activation: undefined });
   }
 
   /** Drops actors with nothing in flight that were not used for idleMs. Returns how many. */
   evictIdle(idleMs: number): number {
     const nowMs = this.options.clock.now();
     let evicted = 0;
-    for (const shard of this.shards.values()) {
-      for (const [packetId, slot] of shard) {
-        const actor = slot.actor;
-        if (actor !== undefined && actor.pendingWrites === 0 && nowMs - actor.lastUsedMs >= idleMs) {
-          shard.delete(packetId);
-          evicted += 1;
-        }
+    for (const [packetId, slot] of this.slots) {
+      const actor = slot.actor;
+      if (actor !== undefined && actor.pendingWrites === 0 && nowMs - actor.lastUsedMs >= idleMs) {
+        this.slots.delete(packetId);
+        evicted += 1;
       }
     }
     return evicted;
   }
 
   get stats() {
-    let actors = 0;
-    for (const shard of this.shards.values()) actors += shard.size;
+    const actors = this.slots.size;
     return { actors, opensInFlight: this.opensInFlight + this.writes.count, activationsInFlight: this.activationsInFlight };
   }
 
   /** Only for packets without a local actor: a local actor's memory is fresher than any cache. */
   private async fromCache(packetId: string, userId: string) {
     const cache = this.options.cache;
-    if (cache === undefined || this.shardOf(packetId).get(packetId)?.actor !== undefined) return undefined;
+    if (cache === undefined || this.slots.get(packetId)?.actor !== undefined) return undefined;
     const entry = await cache.peek(packetId, userId);
     return entry === null ? undefined : answerFromCache(entry, userId);
   }
 
-  private shardOf(packetId: string): Map<string, Slot> {
-    return this.shards.get(this.ring.ownerOf(packetId))!;
+  /** The shard that owns a packet (its node, in a cluster). */
+  shardOf(packetId: string): string {
+    return this.ring.ownerOf(packetId);
   }
 
   private build(stored: StoredPacket): PacketActor {
-    const { cache, onClaimDecided, onClaimFailed } = this.options;
-    const actor = new PacketActor(
-      stored,
-      {
-        limits: this.options.limits,
-        seed: this.options.seedFor(stored.packet.id),
-        commit: this.options.commit,
-        processWrites: this.writes,
-        ...(onClaimDecided ? { onClaimDecided } : {}),
-        ...(onClaimFailed ? { onClaimFailed } : {}),
-        ...(cache
-          ? {
-              onClaimDurable: (claim: Claim) => cache.rememberClaim(claim.packetId, claim, claim.seq === stored.packet.count),
-              onExpiredDurable: (packetId: string) => cache.rememberExpired(packetId),
-            }
-          : {}),
-      },
-      this.options.clock.now(),
-    );
-    cache?.rememberPacket(stored.packet, actor.status, stored.claims);
+    const actor = new PacketActor(stored, this.dependencies, this.options.clock.now());
+    this.options.cache?.rememberPacket(stored.packet, actor.status, stored.claims);
     return actor;
   }
 
@@ -190,32 +193,31 @@ export class Engine {
     for (let attempt = 0; attempt < ACTOR_LOOKUPS_MAX; attempt += 1) {
       const actor = await this.actorFor(packetId);
       if (actor === 'busy' || actor === null) return actor;
-      if (this.shardOf(packetId).get(packetId)?.actor === actor) return await use(actor);
+      if (this.slots.get(packetId)?.actor === actor) return await use(actor);
     }
     return 'busy';
   }
 
   private async actorFor(packetId: string): Promise<PacketActor | null | 'busy'> {
-    const shard = this.shardOf(packetId);
-    const slot = shard.get(packetId);
+    const slot = this.slots.get(packetId);
     if (slot?.actor !== undefined) {
       // A poisoned actor may be ahead of the log: forget it and rebuild from storage.
       if (!slot.actor.poisoned) return slot.actor;
       if (slot.actor.pendingWrites > 0) throw new UnavailableError('this packet is recovering from a failed write; try again');
-      shard.delete(packetId);
+      this.slots.delete(packetId);
     } else if (slot?.activation !== undefined) {
       return slot.activation;
     }
     if (this.activationsInFlight >= ACTIVATIONS_IN_FLIGHT_MAX) return 'busy';
 
-    const fresh: Slot = { actor: undefined, activation: undefined };
+    const fresh: Slot = { shard: this.ring.ownerOf(packetId), actor: undefined, activation: undefined };
     this.activationsInFlight += 1;
     fresh.activation = this.options.source
       .load(packetId)
       .then((stored) => {
-        if (shard.get(packetId) !== fresh) return shard.get(packetId)?.actor ?? null;
+        if (this.slots.get(packetId) !== fresh) return this.slots.get(packetId)?.actor ?? null;
         if (stored === null) {
-          shard.delete(packetId);
+          this.slots.delete(packetId);
           return null;
         }
         fresh.actor = this.build(stored);
@@ -223,14 +225,14 @@ export class Engine {
         return fresh.actor;
       })
       .catch((cause: unknown) => {
-        if (shard.get(packetId) === fresh) shard.delete(packetId);
+        if (this.slots.get(packetId) === fresh) this.slots.delete(packetId);
         if (cause instanceof UnavailableError) throw cause;
         throw new UnavailableError('could not load the packet from storage', { cause });
       })
       .finally(() => {
         this.activationsInFlight -= 1;
       });
-    shard.set(packetId, fresh);
+    this.slots.set(packetId, fresh);
     return fresh.activation;
   }
 }

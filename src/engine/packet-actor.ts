@@ -55,7 +55,8 @@ interface ClaimRecord {
 
 export interface ActorDependencies {
   readonly limits: Limits;
-  readonly seed: Seed;
+  /** The packet's seed, computed on its first claim (an idle packet keeps none in memory). */
+  readonly seedFor: (packetId: string) => Seed;
   /**
    * Makes an event durable (group-committed). Rejects if the log did not take it; before that,
    * calls onFailure synchronously, so no further decision can slip in on top of a lost event.
@@ -65,8 +66,8 @@ export interface ActorDependencies {
   /** A counter shared by every actor of the process: writes in flight, for the process-wide bound. */
   readonly processWrites?: { count: number };
   readonly onClaimFailed?: (claim: Claim) => void;
-  /** A claim became durable (its seq is the packet's count when it was the last share). */
-  readonly onClaimDurable?: (claim: Claim) => void;
+  /** A claim became durable; `finished` when it was the packet's last share. */
+  readonly onClaimDurable?: (claim: Claim, finished: boolean) => void;
   readonly onExpiredDurable?: (packetId: string) => void;
 }
 
@@ -74,7 +75,9 @@ export class PacketActor {
   readonly packet: Packet;
   private remainingFen: Fen;
   private readonly claimsInOrder: ClaimRecord[] = [];
-  private readonly claimsByUser = new Map<string, ClaimRecord>();
+  /** Created with the first claim: most live packets in memory are idle, and an empty Map is not free. */
+  private claimsByUser: Map<string, ClaimRecord> | undefined;
+  private seed: Seed | undefined;
   private claimedFen: Fen = 0;
   /** Decided: no open is decided after this. */
   private expired: boolean;
@@ -96,7 +99,7 @@ export class PacketActor {
       invariant(claim.seq === this.claimsInOrder.length + 1, `packet ${claim.packetId}: claims are not a prefix (seq ${claim.seq})`);
       const record: ClaimRecord = { claim, durable: true, settled: Promise.resolve() };
       this.claimsInOrder.push(record);
-      this.claimsByUser.set(claim.userId, record);
+      (this.claimsByUser ??= new Map()).set(claim.userId, record);
       this.remainingFen -= claim.amountFen;
       this.claimedFen += claim.amountFen;
     }
@@ -124,7 +127,7 @@ export class PacketActor {
   /** 抢: a cheap read from memory; changes nothing. */
   grab(userId: string, nowMs: number): GrabOutcome {
     if (!mayOpen(this.packet, userId)) return { state: 'not_eligible' };
-    const mine = this.claimsByUser.get(userId);
+    const mine = this.claimsByUser?.get(userId);
     if (mine !== undefined) return { state: 'claimed', amountFen: mine.claim.amountFen };
     const status = this.status;
     if (status === 'finished') return { state: 'sold_out' };
@@ -140,7 +143,7 @@ export class PacketActor {
   open(userId: string, nowMs: number): OpenOutcome | Promise<OpenOutcome> {
     this.lastUsedMs = nowMs;
     if (!mayOpen(this.packet, userId)) return NOT_ELIGIBLE;
-    const mine = this.claimsByUser.get(userId);
+    const mine = this.claimsByUser?.get(userId);
     if (mine !== undefined) {
       // A racing second open waits for the first one's write: "already claimed" must be true.
       const outcome: OpenOutcome = { state: 'already_claimed', amountFen: mine.claim.amountFen, seq: mine.claim.seq };
@@ -197,7 +200,7 @@ export class PacketActor {
         remainingFen: this.remainingFen,
         remainingCount: this.packet.count - this.claimsInOrder.length,
         seq,
-        seed: this.dependencies.seed,
+        seed: (this.seed ??= this.dependencies.seedFor(this.packet.id)),
       },
       this.dependencies.limits,
     );
@@ -216,7 +219,7 @@ export class PacketActor {
           this.inFlight -= 1;
           if (processWrites) processWrites.count -= 1;
           record.durable = true;
-          this.dependencies.onClaimDurable?.(claim);
+          this.dependencies.onClaimDurable?.(claim, claim.seq === this.packet.count);
         },
         (error: unknown) => {
           this.inFlight -= 1;
@@ -228,16 +231,19 @@ export class PacketActor {
       ),
     };
     this.claimsInOrder.push(record);
-    this.claimsByUser.set(userId, record);
+    (this.claimsByUser ??= new Map()).set(userId, record);
     this.dependencies.onClaimDecided?.(claim);
     this.checkInvariants();
     return record;
   }
 
   /** Called synchronously by the log when a write failed, before any rejection is delivered. */
-  private readonly poison = () => {
-    this.poisoned = true;
-  };
+  private poisonCallback: (() => void) | undefined;
+  private get poison(): () => void {
+    return (this.poisonCallback ??= () => {
+      this.poisoned = true;
+    });
+  }
 
   private write(event: PacketEvent): Promise<void> {
     this.inFlight += 1;

@@ -7,11 +7,13 @@ import type { PacketEvent } from './events.js';
 /** Upper bound of one append; a larger backlog goes out in several appends, in order. */
 export const BATCH_EVENTS_MAX = 4096;
 
-interface Pending {
-  readonly event: PacketEvent;
-  readonly resolve: () => void;
-  readonly reject: (error: unknown) => void;
-  readonly onFailure: (() => void) | undefined;
+/** Events that go out in one append, and the one promise all their submitters wait on. */
+interface Batch {
+  readonly events: PacketEvent[];
+  readonly onFailure: (() => void)[];
+  readonly done: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
 }
 
 export interface CommitStats {
@@ -19,8 +21,21 @@ export interface CommitStats {
   events: number;
 }
 
+function newBatch(): Batch {
+  let resolve: () => void = () => {};
+  let reject: (error: unknown) => void = () => {};
+  const done = new Promise<void>((onResolve, onReject) => {
+    resolve = onResolve;
+    reject = onReject;
+  });
+  // Submitters attach their own handlers; this one keeps a batch nobody waits on from crashing the process.
+  done.catch(() => {});
+  return { events: [], onFailure: [], done, resolve, reject };
+}
+
 export class GroupCommitter {
-  private queue: Pending[] = [];
+  /** Batches waiting to be appended, in order; only the last one still takes events. */
+  private queue: Batch[] = [];
   private flushing = false;
   private scheduled = false;
   readonly stats: CommitStats = { appends: 0, events: 0 };
@@ -30,16 +45,26 @@ export class GroupCommitter {
     private readonly batchEventsMax = BATCH_EVENTS_MAX,
   ) {}
 
-  /** Resolves when the event is durable; rejects with UnavailableError if its append failed. */
+  /**
+   * Resolves when the event is durable; rejects with UnavailableError if its append failed.
+   * Every event of a batch shares one promise: no allocation per event on the hot path.
+   */
   submit(event: PacketEvent, onFailure?: () => void): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ event, resolve, reject, onFailure });
-      this.schedule();
-    });
+    let batch = this.queue[this.queue.length - 1];
+    if (batch === undefined || batch.events.length >= this.batchEventsMax) {
+      batch = newBatch();
+      this.queue.push(batch);
+    }
+    batch.events.push(event);
+    if (onFailure !== undefined) batch.onFailure.push(onFailure);
+    this.schedule();
+    return batch.done;
   }
 
   get queuedEvents(): number {
-    return this.queue.length;
+    let events = 0;
+    for (const batch of this.queue) events += batch.events.length;
+    return events;
   }
 
   private schedule(): void {
@@ -53,22 +78,23 @@ export class GroupCommitter {
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing || this.queue.length === 0) return;
+    const batch = this.queue[0];
+    if (this.flushing || batch === undefined) return;
     this.flushing = true;
-    const batch = this.queue.splice(0, this.batchEventsMax);
+    this.queue.shift();
     try {
-      await this.log.append(batch.map((pending) => pending.event));
+      await this.log.append(batch.events);
       this.stats.appends += 1;
-      this.stats.events += batch.length;
-      for (const pending of batch) pending.resolve();
+      this.stats.events += batch.events.length;
+      batch.resolve();
     } catch (cause) {
       // Everything still queued was decided on top of the failed events: fail it too, so a
       // packet's durable claims are always a prefix of what its actor decided.
-      const failed = batch.concat(this.queue.splice(0));
+      const failed = [batch, ...this.queue.splice(0)];
       const error = new UnavailableError(`the event log (${this.log.name}) did not accept the write`, { cause });
       // Synchronous notice first: no decision may run between the failure and its owners learning of it.
-      for (const pending of failed) pending.onFailure?.();
-      for (const pending of failed) pending.reject(error);
+      for (const each of failed) for (const notify of each.onFailure) notify();
+      for (const each of failed) each.reject(error);
     } finally {
       this.flushing = false;
       if (this.queue.length > 0) this.schedule();

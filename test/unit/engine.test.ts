@@ -425,7 +425,7 @@ describe('a failed append', () => {
     const decided: Claim[] = [];
     const actor = new PacketActor(
       { packet, claims: [], expired: false },
-      { limits: LIMITS, seed: seedFor(packet.id), commit: commits.commit, onClaimDecided: (claim) => decided.push(claim) },
+      { limits: LIMITS, seedFor, commit: commits.commit, onClaimDecided: (claim) => decided.push(claim) },
       SIM_START_MS,
     );
     const a = watch(Promise.resolve(actor.open('a', SIM_START_MS)));
