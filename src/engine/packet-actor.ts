@@ -50,7 +50,8 @@ export interface PacketSnapshot {
 interface ClaimRecord {
   readonly claim: Claim;
   durable: boolean;
-  readonly settled: Promise<void>;
+  /** Resolves with the decider's answer once the claim is durable; rejects if its write failed. */
+  readonly settled: Promise<OpenOutcome>;
 }
 
 export interface ActorDependencies {
@@ -97,7 +98,7 @@ export class PacketActor {
     this.remainingFen = stored.packet.totalFen;
     for (const claim of stored.claims) {
       invariant(claim.seq === this.claimsInOrder.length + 1, `packet ${claim.packetId}: claims are not a prefix (seq ${claim.seq})`);
-      const record: ClaimRecord = { claim, durable: true, settled: Promise.resolve() };
+      const record: ClaimRecord = { claim, durable: true, settled: Promise.resolve({ state: 'claimed', amountFen: claim.amountFen, seq: claim.seq }) };
       this.claimsInOrder.push(record);
       (this.claimsByUser ??= new Map()).set(claim.userId, record);
       this.remainingFen -= claim.amountFen;
@@ -162,9 +163,8 @@ export class PacketActor {
     if (this.inFlight >= MAILBOX_LENGTH_MAX) return BUSY;
     if (this.poisoned) return Promise.reject(new UnavailableError('this packet is recovering from a failed write; try again'));
 
-    const record = this.decideClaim(userId, nowMs);
-    const outcome: OpenOutcome = { state: 'claimed', amountFen: record.claim.amountFen, seq: record.claim.seq };
-    return record.settled.then(() => outcome);
+    // The decider's answer is the record's own promise: no further allocation per claim.
+    return this.decideClaim(userId, nowMs).settled;
   }
 
   /** Closes the packet at its deadline and refunds the exact remainder, once. */
@@ -215,11 +215,12 @@ export class PacketActor {
       durable: false,
       // Every opener chains on this promise, so a failure is always observed by someone.
       settled: this.dependencies.commit({ kind: 'claim', packetId: claim.packetId, seq, userId, amountFen, atMs: nowMs }, this.poison).then(
-        () => {
+        (): OpenOutcome => {
           this.inFlight -= 1;
           if (processWrites) processWrites.count -= 1;
           record.durable = true;
           this.dependencies.onClaimDurable?.(claim, claim.seq === this.packet.count);
+          return { state: 'claimed', amountFen, seq };
         },
         (error: unknown) => {
           this.inFlight -= 1;
