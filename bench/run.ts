@@ -37,7 +37,7 @@ function runDesign(design: string, args: string[]) {
   return { ...sorted[Math.floor(sorted.length / 2)], runs: runs.map((run) => run.claimsPerSecond) };
 }
 
-const workloadArgs = quick ? ['--packets', '50', '--openers', '120', '--concurrency', '64'] : ['--packets', '500', '--openers', '120', '--concurrency', '64'];
+const workloadArgs = quick ? ['--packets', '100', '--openers', '120', '--concurrency', '256'] : ['--packets', '1000', '--openers', '120', '--concurrency', '256'];
 const designs = ['hongbao', 'hongbao-table', 'hongbao-kafka', 'redis-lua', 'pg-lock', 'pg-cas'];
 
 const results: Results = {
