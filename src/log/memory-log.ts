@@ -12,7 +12,7 @@ export class MemoryLog implements EventLog {
 
   async append(events: readonly PacketEvent[]): Promise<void> {
     if (this.failAppends) throw new Error('memory log: append refused (simulated outage)');
-    this.events.push(...events);
+    for (const event of events) this.events.push(event);
     this.wake?.();
   }
 
