@@ -37,14 +37,6 @@ export function createApp(hongbao: Hongbao, options: AppOptions) {
     await next();
     metrics.requests.inc({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) });
   });
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: BODY_BYTES_MAX,
-      onError: (c) => c.json(errorBody('payload_too_large', `request body is larger than ${BODY_BYTES_MAX} bytes`), 413),
-    }),
-  );
-
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', async (c) => {
     try {
@@ -60,6 +52,14 @@ export function createApp(hongbao: Hongbao, options: AppOptions) {
   app.get('/openapi.json', (c) => c.json(openApiDocument));
 
   const v1 = new Hono<{ Variables: AuthVariables }>();
+  // Only on the routes that take a body: the limit wraps the request stream, which costs
+  // two thirds of the throughput of a route that has none (grab, open, reads).
+  const limitBody = bodyLimit({
+    maxSize: BODY_BYTES_MAX,
+    onError: (c) => c.json(errorBody('payload_too_large', `request body is larger than ${BODY_BYTES_MAX} bytes`), 413),
+  });
+  v1.use('/packets', limitBody);
+  v1.use('/wallet/deposits', limitBody);
   v1.use('*', async (_c, next) => {
     if (!hongbao.isReady) throw new ApiError(503, 'unavailable', 'recovering: applying the event log; retry shortly');
     await next();

@@ -76,8 +76,9 @@ const HEARTBEAT_INTERVAL_MS = 1_000;
 /** How long the coordinator waits for members to rejoin during a rebalance. */
 const REBALANCE_TIMEOUT_MS = 10_000;
 /** Fetch long-poll: an idle fetch returns after this, which also bounds how long stop() waits. */
-const MAX_WAIT_MS = 250;
-const MIN_BYTES = 1;
+const MAX_WAIT_MS = 50;
+/** About 200 events: the broker holds a fetch until it has this much (or MAX_WAIT_MS passed), so the ledger applies bigger batches. */
+const MIN_BYTES = 32 * 1024;
 const MAX_BYTES = 10 * 1024 * 1024;
 const MAX_BYTES_PER_PARTITION = 1024 * 1024;
 /** Pause before a batch whose handler failed is read again. */

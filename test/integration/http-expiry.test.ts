@@ -1,14 +1,13 @@
 // Proves expiry over HTTP: after the deadline open/grab answer expired, expireDue refunds exactly the remainder once, and the page shows rule 9's texts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, startHarness, type Harness } from '../support/harness.js';
+import { apiClient, fen, yuan } from '../support/http-client.js';
 
-type Reply = { status: number; body: any };
 
 const TTL_MS = 60_000;
 let h: Harness;
+const { fund, sendOk, open, grab, page, balance, expectConserved } = apiClient(() => h, 'expiry');
 const clock = new ManualClock(Date.UTC(2026, 1, 17, 4, 0, 0));
-let keySeq = 0;
-const newKey = () => `expiry-key-${++keySeq}`;
 
 beforeAll(async () => {
   h = await startHarness({ clock, packetTtlMs: TTL_MS });
@@ -17,54 +16,12 @@ afterAll(async () => {
   await h?.stop();
 });
 
-function fen(yuan: string): number {
-  const match = /^(\d+)\.(\d\d)$/.exec(yuan);
-  if (match === null) throw new Error(`not a two-decimal yuan string: ${yuan}`);
-  return Number(match[1]) * 100 + Number(match[2]);
-}
-const yuan = (amountFen: number) => `${Math.floor(amountFen / 100)}.${String(amountFen % 100).padStart(2, '0')}`;
 
-async function fund(userId: string, amount: string): Promise<void> {
-  const reply = await h.call('POST', '/v1/wallet/deposits', {
-    user: 'expiry-admin',
-    admin: true,
-    body: { userId, amount },
-    headers: { 'idempotency-key': newKey() },
-  });
-  expect(reply.status).toBe(201);
-}
 
-async function sendOk(user: string, body: Record<string, unknown>): Promise<any> {
-  const reply = await h.call('POST', '/v1/packets', { user, body, headers: { 'idempotency-key': newKey() } });
-  expect(reply.status, JSON.stringify(reply.body)).toBe(201);
-  return reply.body.packet;
-}
 
-const open = (id: string, user: string): Promise<Reply> => h.call('POST', `/v1/packets/${id}/open`, { user });
-const grab = (id: string, user: string): Promise<Reply> => h.call('POST', `/v1/packets/${id}/grab`, { user });
 
-async function page(id: string, user: string): Promise<any> {
-  const reply = await h.call('GET', `/v1/packets/${id}`, { user });
-  expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-  return reply.body;
-}
 
-async function balance(user: string): Promise<string> {
-  await h.settle();
-  const reply = await h.call('GET', '/v1/wallet', { user });
-  expect(reply.body.pending).toBe('0.00');
-  return reply.body.balance;
-}
 
-async function expectConserved(): Promise<void> {
-  await h.settle();
-  const money = await h.money();
-  expect(money.book).toBe(0);
-  expect(money.wallets + money.escrow).toBe(money.deposited);
-  const report = await h.call('POST', '/v1/admin/reconcile', { user: 'expiry-auditor', admin: true });
-  expect(report.status).toBe(200);
-  expect(report.body.discrepancies).toEqual([]);
-}
 
 async function sentItem(user: string, id: string): Promise<any> {
   await h.settle();

@@ -2,12 +2,11 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../support/harness.js';
+import { apiClient, expectError } from '../support/http-client.js';
 
-type Reply = { status: number; body: any };
 
 let h: Harness;
-let keySeq = 0;
-const newKey = () => `ops-key-${++keySeq}`;
+const { newKey, fund, sendOk, reconcile, expectConserved } = apiClient(() => h, 'ops');
 
 beforeAll(async () => {
   h = await startHarness();
@@ -28,41 +27,10 @@ const ERROR_CODES = [
   'unavailable',
 ];
 
-function expectError(reply: Reply, status: number, code: string): void {
-  expect(reply.status, JSON.stringify(reply.body)).toBe(status);
-  expect(Object.keys(reply.body)).toEqual(['error']);
-  expect(reply.body.error.code).toBe(code);
-  expect(typeof reply.body.error.message).toBe('string');
-  expect(reply.body.error.message.length).toBeGreaterThan(0);
-}
 
-async function fund(userId: string, amount: string): Promise<void> {
-  const reply = await h.call('POST', '/v1/wallet/deposits', {
-    user: 'ops-admin',
-    admin: true,
-    body: { userId, amount },
-    headers: { 'idempotency-key': newKey() },
-  });
-  expect(reply.status).toBe(201);
-}
 
-async function sendOk(user: string, body: Record<string, unknown>): Promise<any> {
-  const reply = await h.call('POST', '/v1/packets', { user, body, headers: { 'idempotency-key': newKey() } });
-  expect(reply.status, JSON.stringify(reply.body)).toBe(201);
-  return reply.body.packet;
-}
 
-const reconcile = () => h.call('POST', '/v1/admin/reconcile', { user: 'ops-auditor', admin: true });
 
-async function expectConserved(): Promise<void> {
-  await h.settle();
-  const money = await h.money();
-  expect(money.book).toBe(0);
-  expect(money.wallets + money.escrow).toBe(money.deposited);
-  const report = await reconcile();
-  expect(report.status).toBe(200);
-  expect(report.body.discrepancies).toEqual([]);
-}
 
 describe('health, readiness, metrics, OpenAPI', () => {
   it('GET /healthz → 200 and GET /readyz → 200, without a token', async () => {

@@ -1,14 +1,13 @@
 // Proves GET /v1/me/sent and /v1/me/received: per-year (China time) counts, totals, bestLuckCount, items, cursor paging without duplicates, and 400 on bad cursor/year.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, startHarness, type Harness } from '../support/harness.js';
+import { apiClient, fen, yuan, expectError } from '../support/http-client.js';
 
-type Reply = { status: number; body: any };
 
 let h: Harness;
+const { fund, sendOk, openOk, expectConserved } = apiClient(() => h, 'records');
 /** 2025-12-31 23:00 in China (UTC+8): the calendar year turns within the suite. */
 const clock = new ManualClock(Date.UTC(2025, 11, 31, 15, 0, 0));
-let keySeq = 0;
-const newKey = () => `records-key-${++keySeq}`;
 
 beforeAll(async () => {
   h = await startHarness({ clock });
@@ -17,41 +16,10 @@ afterAll(async () => {
   await h?.stop();
 });
 
-function fen(yuan: string): number {
-  const match = /^(\d+)\.(\d\d)$/.exec(yuan);
-  if (match === null) throw new Error(`not a two-decimal yuan string: ${yuan}`);
-  return Number(match[1]) * 100 + Number(match[2]);
-}
-const yuan = (amountFen: number) => `${Math.floor(amountFen / 100)}.${String(amountFen % 100).padStart(2, '0')}`;
 
-function expectError(reply: Reply, status: number, code: string): void {
-  expect(reply.status, JSON.stringify(reply.body)).toBe(status);
-  expect(Object.keys(reply.body)).toEqual(['error']);
-  expect(reply.body.error.code).toBe(code);
-  expect(typeof reply.body.error.message).toBe('string');
-}
 
-async function fund(userId: string, amount: string): Promise<void> {
-  const reply = await h.call('POST', '/v1/wallet/deposits', {
-    user: 'records-admin',
-    admin: true,
-    body: { userId, amount },
-    headers: { 'idempotency-key': newKey() },
-  });
-  expect(reply.status).toBe(201);
-}
 
-async function sendOk(user: string, body: Record<string, unknown>): Promise<any> {
-  const reply = await h.call('POST', '/v1/packets', { user, body, headers: { 'idempotency-key': newKey() } });
-  expect(reply.status, JSON.stringify(reply.body)).toBe(201);
-  return reply.body.packet;
-}
 
-async function openOk(id: string, user: string): Promise<{ amount: string; seq: number }> {
-  const reply = await h.call('POST', `/v1/packets/${id}/open`, { user });
-  expect(reply.body.state, JSON.stringify(reply.body)).toBe('claimed');
-  return reply.body;
-}
 
 async function records(kind: 'sent' | 'received', user: string, query = ''): Promise<any> {
   const reply = await h.call('GET', `/v1/me/${kind}${query}`, { user });
@@ -79,14 +47,6 @@ async function allPages(kind: 'sent' | 'received', user: string, year?: number):
   return { pages, items: pages.flatMap((body) => body.items) };
 }
 
-async function expectConserved(): Promise<void> {
-  await h.settle();
-  const money = await h.money();
-  expect(money.book).toBe(0);
-  expect(money.wallets + money.escrow).toBe(money.deposited);
-  const report = await h.call('POST', '/v1/admin/reconcile', { user: 'records-auditor', admin: true });
-  expect(report.body.discrepancies).toEqual([]);
-}
 
 describe('my records', () => {
   const sent2025: any[] = [];

@@ -1,13 +1,12 @@
 // Proves GET /v1/packets/:id follows API.md's result-page rules 1–8 for sender, opener, other viewer and stranger (exact summaries, hidden totals, claims newest first, best luck, 403).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock, startHarness, type Harness } from '../support/harness.js';
+import { apiClient, fen, yuan, expectError } from '../support/http-client.js';
 
-type Reply = { status: number; body: any };
 
 let h: Harness;
+const { fund, sendOk, openOk, page, expectConserved } = apiClient(() => h, 'page');
 const clock = new ManualClock(Date.UTC(2026, 1, 17, 4, 0, 0));
-let keySeq = 0;
-const newKey = () => `page-key-${++keySeq}`;
 
 beforeAll(async () => {
   h = await startHarness({ clock });
@@ -19,48 +18,11 @@ afterAll(async () => {
 const NOTICE = '已存入零钱,可用于发红包';
 const PACKET_KEYS = ['id', 'type', 'senderId', 'targetId', 'count', 'greeting', 'status', 'createdAt', 'expiresAt', 'claimedCount'];
 
-function fen(yuan: string): number {
-  const match = /^(\d+)\.(\d\d)$/.exec(yuan);
-  if (match === null) throw new Error(`not a two-decimal yuan string: ${yuan}`);
-  return Number(match[1]) * 100 + Number(match[2]);
-}
-const yuan = (amountFen: number) => `${Math.floor(amountFen / 100)}.${String(amountFen % 100).padStart(2, '0')}`;
 
-function expectError(reply: Reply, status: number, code: string): void {
-  expect(reply.status, JSON.stringify(reply.body)).toBe(status);
-  expect(Object.keys(reply.body)).toEqual(['error']);
-  expect(reply.body.error.code).toBe(code);
-  expect(typeof reply.body.error.message).toBe('string');
-}
 
-async function fund(userId: string, amount: string): Promise<void> {
-  const reply = await h.call('POST', '/v1/wallet/deposits', {
-    user: 'page-admin',
-    admin: true,
-    body: { userId, amount },
-    headers: { 'idempotency-key': newKey() },
-  });
-  expect(reply.status).toBe(201);
-}
 
-async function sendOk(user: string, body: Record<string, unknown>): Promise<any> {
-  const reply = await h.call('POST', '/v1/packets', { user, body, headers: { 'idempotency-key': newKey() } });
-  expect(reply.status, JSON.stringify(reply.body)).toBe(201);
-  return reply.body.packet;
-}
 
-async function openOk(id: string, user: string): Promise<{ amount: string; seq: number }> {
-  const reply = await h.call('POST', `/v1/packets/${id}/open`, { user });
-  expect(reply.status).toBe(200);
-  expect(reply.body.state, JSON.stringify(reply.body)).toBe('claimed');
-  return reply.body;
-}
 
-async function page(id: string, user: string): Promise<any> {
-  const reply = await h.call('GET', `/v1/packets/${id}`, { user });
-  expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-  return reply.body;
-}
 
 /** The packet object carries total/claimedAmount exactly when `revealed`. */
 function expectPacketShape(packet: any, revealed: boolean): void {
@@ -69,14 +31,6 @@ function expectPacketShape(packet: any, revealed: boolean): void {
   expect('claimedAmount' in packet).toBe(revealed);
 }
 
-async function expectConserved(): Promise<void> {
-  await h.settle();
-  const money = await h.money();
-  expect(money.book).toBe(0);
-  expect(money.wallets + money.escrow).toBe(money.deposited);
-  const report = await h.call('POST', '/v1/admin/reconcile', { user: 'page-auditor', admin: true });
-  expect(report.body.discrepancies).toEqual([]);
-}
 
 describe('group_lucky', () => {
   it('live, partly claimed and finished pages for sender, openers and a non-opener; best luck only when finished', async () => {

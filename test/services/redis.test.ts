@@ -1,0 +1,72 @@
+// Redis in front of the engine: a finished packet is answered from the cache without waking
+// its actor; a flushed cache changes no answer and no money; with Redis unreachable the engine
+// still answers every open from memory and the rate limit falls back to the process's bucket.
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRedis } from '../../src/cache/redis-client.js';
+import { RedisPacketCache } from '../../src/cache/redis-packet-cache.js';
+import { RedisRateLimiter } from '../../src/cache/redis-rate-limit.js';
+import { TokenBucketLimiter } from '../../src/http/rate-limit.js';
+import { apiClient } from '../support/http-client.js';
+import { startHarness, type Harness } from '../support/harness.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.stop();
+  h = undefined;
+});
+
+describe('Redis packet cache and rate limit', () => {
+  it('answers a finished packet from the cache after its actor is gone, and a flush changes nothing', async () => {
+    const redis = createRedis(REDIS_URL, () => {});
+    await redis.connect();
+    try {
+      h = await startHarness({ cache: new RedisPacketCache(redis) });
+      const client = apiClient(() => h!, 'cache');
+      await client.fund('cache-sender', '10.00');
+      const packet = await client.sendOk('cache-sender', { type: 'group_fixed', targetId: 'g', count: 2, amount: '1.00' });
+      const first = await client.openOk(packet.id, 'cache-a');
+      await client.openOk(packet.id, 'cache-b');
+      await h.settle();
+      await new Promise((resolve) => setTimeout(resolve, 50)); // cache writes are fire-and-forget
+      expect(h.hongbao.engine.evictIdle(0)).toBeGreaterThan(0);
+
+      expect((await client.open(packet.id, 'cache-c')).body).toEqual({ state: 'sold_out' });
+      expect((await client.open(packet.id, 'cache-a')).body).toMatchObject({ state: 'already_claimed', amount: first.amount, seq: first.seq });
+      expect((await client.grab(packet.id, 'cache-a')).body).toEqual({ state: 'claimed', amount: first.amount });
+      // Answered without an actor: none was activated for these.
+      expect(h.hongbao.engine.stats.actors).toBe(0);
+
+      // Losing the cache only sends requests on to the actor: same answers, same money.
+      await redis.del(`p:${packet.id}`, `p:${packet.id}:c`);
+      expect((await client.open(packet.id, 'cache-c')).body).toEqual({ state: 'sold_out' });
+      expect((await client.open(packet.id, 'cache-b')).body).toMatchObject({ state: 'already_claimed' });
+      await client.expectConserved();
+      expect(await client.balance('cache-a')).toBe('1.00');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('with Redis unreachable, opens are answered from memory and the limit falls back to the process', async () => {
+    // Nothing listens on port 1: every command fails at once (no offline queue).
+    const deadRedis = createRedis('redis://127.0.0.1:1', () => {});
+    await deadRedis.connect().catch(() => {});
+    try {
+      const fallback = new TokenBucketLimiter(3, 0.001);
+      h = await startHarness({ cache: new RedisPacketCache(deadRedis), limiter: new RedisRateLimiter(deadRedis, 100, 20, fallback) });
+      const client = apiClient(() => h!, 'nocache');
+      await client.fund('nocache-sender', '10.00');
+      const packet = await client.sendOk('nocache-sender', { type: 'group_lucky', targetId: 'g', count: 3, amount: '3.00' });
+      const states = [];
+      for (const user of ['n1', 'n2', 'n3', 'n4']) states.push((await client.open(packet.id, user)).body.state);
+      expect(states).toEqual(['claimed', 'claimed', 'claimed', 'sold_out']);
+      // The process's own bucket (3 opens) decides instead.
+      for (let index = 0; index < 3; index += 1) await client.open(packet.id, 'n5');
+      expect((await client.open(packet.id, 'n5')).status).toBe(429);
+      await client.expectConserved();
+    } finally {
+      deadRedis.disconnect();
+    }
+  });
+});
