@@ -54,6 +54,8 @@ const results: Results = {
 };
 
 const out = (name: string) => fileURLToPath(new URL(name, import.meta.url));
+// The raw figures too, so the report can be read (and re-rendered) without running again.
+writeFileSync(out('results.json'), `${JSON.stringify(results, null, 2)}\n`);
 writeFileSync(out('RESULTS.md'), renderReport(results));
 writeFileSync(out('claims-per-second.svg'), renderChart(results));
 process.stderr.write('[bench] wrote bench/RESULTS.md and bench/claims-per-second.svg\n');
