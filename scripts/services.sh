@@ -343,6 +343,20 @@ cmd_down() {
 }
 
 cmd_restart_kafka() {
+  # A broker started from another checkout keeps its topics in that checkout's data folder:
+  # restart it from there, or its topics would vanish with the restart.
+  local pid conf root
+  if pid="$(kafka_pid)"; then
+    conf="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep 'server\.properties$' | tail -n 1 || true)"
+    if [[ -n "$conf" && "$conf" != "$CONF" ]]; then
+      root="$(cd "$(dirname "$conf")/../../.." 2>/dev/null && pwd || true)"
+      if [[ -n "$root" && -x "$root/scripts/services.sh" || -f "$root/scripts/services.sh" ]]; then
+        log "kafka: the broker belongs to $root; restarting it there"
+        bash "$root/scripts/services.sh" restart-kafka
+        return
+      fi
+    fi
+  fi
   stop_kafka
   start_kafka
 }
