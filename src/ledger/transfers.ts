@@ -48,6 +48,9 @@ export async function postTransfers(executor: Executor, transfers: readonly Tran
         balanced as (
           insert into accounts (id, kind, balance_fen)
           select account_id, split_part(account_id, ':', 1), sum(delta)::bigint from movements group by account_id
+          -- One lock order for every writer: concurrent ledger batches (several consumers, one per
+          -- partition) that touch the same wallets cannot deadlock.
+          order by account_id
           on conflict (id) do update set balance_fen = accounts.balance_fen + excluded.balance_fen
           returning id
         )
