@@ -126,7 +126,7 @@ export class Hongbao {
 
   private startJobs(): void {
     const onError = (error: unknown) => this.options.logger.warn({ err: error }, 'job pass failed; retrying next tick');
-    this.jobs.push(every(EXPIRY_INTERVAL_MS, expiryPass(this.database.db, this.engine, this.options.clock), onError));
+    this.jobs.push(every(EXPIRY_INTERVAL_MS, () => this.expireDue(), onError));
     this.jobs.push(
       every(ACTOR_IDLE_MS / 4, async () => {
         this.engine.evictIdle(ACTOR_IDLE_MS);

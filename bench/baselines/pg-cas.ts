@@ -3,10 +3,8 @@
 // version-checked UPDATE and the claim insert in one statement (so one transaction, one round
 // trip). When another open won the race the UPDATE matches no row and the open starts over,
 // at most `maxRetries` times, after a tiny jittered pause so the losers do not collide again.
-import { nextShare } from '../../src/domain/allocation.js';
-import { packetSeed, type Seed } from '../../src/domain/random.js';
-import { createPool, createTables, dropTables, loadClaims, schemaName, serverSettings, warm } from './pg-tables.js';
-import { type Design, LIMITS, type Open, type Outcome, type Workload, packetIds } from './workload.js';
+import { createPool, createTables, dropTables, loadClaims, schemaName, serverSettings, shareDecider, warm } from './pg-tables.js';
+import { type Design, type Open, type Outcome, type Workload } from './workload.js';
 
 interface PacketRow {
   total_fen: number;
@@ -29,7 +27,7 @@ function backoff(attempt: number): Promise<void> {
 export function pgCas(workload: Workload, maxRetries = 50): Design {
   const schema = schemaName('pg-cas');
   const pool = createPool(workload, 'hongbao-bench-pg-cas');
-  const seeds = new Map<string, Seed>(packetIds(workload).map((id) => [id, packetSeed(workload.seedSecret, id)]));
+  const decideShare = shareDecider(workload);
   let retries = 0;
   let gaveUp = 0;
   let maxRetriesOfOneOpen = 0;
@@ -67,19 +65,7 @@ export function pgCas(workload: Workload, maxRetries = 50): Design {
         if (packet === undefined) throw new Error(`no packet ${packetId}`);
         if (packet.claimed) return { kind: 'already' };
         if (packet.remaining_count === 0) return { kind: 'sold_out' };
-        const seq = packet.seq + 1;
-        const amountFen = nextShare(
-          {
-            type: 'group_lucky',
-            totalFen: packet.total_fen,
-            count: packet.share_count,
-            remainingFen: packet.remaining_fen,
-            remainingCount: packet.remaining_count,
-            seq,
-            seed: seeds.get(packetId)!,
-          },
-          LIMITS,
-        );
+        const { seq, amountFen } = decideShare(packetId, packet);
         try {
           const { rowCount } = await pool.query({ ...casClaim, values: [packetId, userId, amountFen, seq, packet.version] });
           if (rowCount === 1) {

@@ -5,10 +5,8 @@
 // SELECT, and the claim insert and packet update go in one statement, so the lock is held for
 // two round trips (plus COMMIT) instead of four. Every statement is named, so prepared once
 // per connection and then only bound and executed.
-import { nextShare } from '../../src/domain/allocation.js';
-import { packetSeed, type Seed } from '../../src/domain/random.js';
-import { createPool, createTables, dropTables, loadClaims, schemaName, serverSettings, warm } from './pg-tables.js';
-import { type Design, LIMITS, type Open, type Outcome, type Workload, packetIds } from './workload.js';
+import { createPool, createTables, dropTables, loadClaims, schemaName, serverSettings, shareDecider, warm } from './pg-tables.js';
+import { type Design, type Open, type Outcome, type Workload } from './workload.js';
 
 interface LockedPacket {
   total_fen: number;
@@ -23,7 +21,7 @@ export function pgLock(workload: Workload): Design {
   const schema = schemaName('pg-lock');
   const pool = createPool(workload, 'hongbao-bench-pg-lock');
   // Seeds are derived once per packet, as any server would cache them; an HMAC per open is not the point.
-  const seeds = new Map<string, Seed>(packetIds(workload).map((id) => [id, packetSeed(workload.seedSecret, id)]));
+  const decideShare = shareDecider(workload);
 
   const lockPacket = {
     name: 'lock-packet',
@@ -58,19 +56,7 @@ export function pgLock(workload: Workload): Design {
           await client.query('ROLLBACK');
           return packet.claimed ? { kind: 'already' } : { kind: 'sold_out' };
         }
-        const seq = packet.seq + 1;
-        const amountFen = nextShare(
-          {
-            type: 'group_lucky',
-            totalFen: packet.total_fen,
-            count: packet.share_count,
-            remainingFen: packet.remaining_fen,
-            remainingCount: packet.remaining_count,
-            seq,
-            seed: seeds.get(packetId)!,
-          },
-          LIMITS,
-        );
+        const { seq, amountFen } = decideShare(packetId, packet);
         await client.query({ ...recordClaim, values: [packetId, userId, amountFen, seq] });
         await client.query('COMMIT');
         return { kind: 'claimed', amountFen };

@@ -1,7 +1,9 @@
 // What the two Postgres baselines share: the pool, a fresh schema per run with the two tables
 // every such design has, loading the packets, reading the claims back, and dropping it all.
 import pg from 'pg';
-import { type Claim, type Workload, packetIds } from './workload.js';
+import { nextShare } from '../../src/domain/allocation.js';
+import { packetSeed, type Seed } from '../../src/domain/random.js';
+import { type Claim, LIMITS, type Workload, packetIds } from './workload.js';
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -112,4 +114,37 @@ export async function dropTables(pool: pg.Pool, schema: string): Promise<void> {
   } finally {
     await pool.end();
   }
+}
+
+/** The packet row as both Postgres designs read it before deciding an open. */
+export interface ShareState {
+  readonly total_fen: number;
+  readonly share_count: number;
+  readonly remaining_fen: number;
+  readonly remaining_count: number;
+  readonly seq: number;
+}
+
+/**
+ * The next share by the engine's own rule and seed, so every design hands out the same
+ * amounts and one verifier judges them all. Returns the seq it is for, and the amount.
+ */
+export function shareDecider(workload: Workload): (packetId: string, packet: ShareState) => { seq: number; amountFen: number } {
+  const seeds = new Map<string, Seed>(packetIds(workload).map((id) => [id, packetSeed(workload.seedSecret, id)]));
+  return (packetId, packet) => {
+    const seq = packet.seq + 1;
+    const amountFen = nextShare(
+      {
+        type: 'group_lucky',
+        totalFen: packet.total_fen,
+        count: packet.share_count,
+        remainingFen: packet.remaining_fen,
+        remainingCount: packet.remaining_count,
+        seq,
+        seed: seeds.get(packetId)!,
+      },
+      LIMITS,
+    );
+    return { seq, amountFen };
+  };
 }

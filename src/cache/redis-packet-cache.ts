@@ -11,7 +11,11 @@ const RETENTION_AFTER_EXPIRY_MS = 7 * 24 * 60 * 60 * 1000;
 const factsKey = (packetId: string) => `p:${packetId}`;
 const claimsKey = (packetId: string) => `p:${packetId}:c`;
 
+type Pipeline = ReturnType<Redis['pipeline']>;
+
 export class RedisPacketCache implements PacketCache {
+  private pending: Pipeline | undefined;
+
   constructor(private readonly redis: Redis) {}
 
   async peek(packetId: string, userId: string): Promise<CachedPacket | null> {
@@ -38,26 +42,41 @@ export class RedisPacketCache implements PacketCache {
 
   rememberPacket(packet: Packet, status: PacketStatus, claims: readonly { userId: string; amountFen: Fen; seq: number }[]): void {
     const until = packet.expiresAtMs + RETENTION_AFTER_EXPIRY_MS;
-    const pipeline = this.redis.pipeline().hset(factsKey(packet.id), { packet: JSON.stringify(packet), status });
-    if (claims.length > 0) {
-      pipeline.hset(claimsKey(packet.id), Object.fromEntries(claims.map((claim) => [claim.userId, `${claim.amountFen}:${claim.seq}`])));
-    }
-    this.fireAndForget(pipeline.pexpireat(factsKey(packet.id), until).pexpireat(claimsKey(packet.id), until));
+    this.write((pipeline) => {
+      pipeline.hset(factsKey(packet.id), { packet: JSON.stringify(packet), status });
+      if (claims.length > 0) {
+        pipeline.hset(claimsKey(packet.id), Object.fromEntries(claims.map((claim) => [claim.userId, `${claim.amountFen}:${claim.seq}`])));
+      }
+      pipeline.pexpireat(factsKey(packet.id), until).pexpireat(claimsKey(packet.id), until);
+    });
   }
 
   rememberClaim(packetId: string, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void {
-    const pipeline = this.redis.pipeline().hset(claimsKey(packetId), claim.userId, `${claim.amountFen}:${claim.seq}`);
-    if (finished) pipeline.hset(factsKey(packetId), 'status', 'finished');
-    this.fireAndForget(pipeline);
+    this.write((pipeline) => {
+      pipeline.hset(claimsKey(packetId), claim.userId, `${claim.amountFen}:${claim.seq}`);
+      if (finished) pipeline.hset(factsKey(packetId), 'status', 'finished');
+    });
   }
 
   rememberExpired(packetId: string): void {
-    this.fireAndForget(this.redis.pipeline().hset(factsKey(packetId), 'status', 'expired'));
+    this.write((pipeline) => pipeline.hset(factsKey(packetId), 'status', 'expired'));
   }
 
-  private fireAndForget(pipeline: ReturnType<Redis['pipeline']>): void {
+  /**
+   * Write-behind, batched like the log: every cache write of one turn of the event loop (a
+   * group commit settles many claims at once) goes out in one pipeline, one round trip.
+   * A lost write only means a later request goes on to the actor.
+   */
+  private write(add: (pipeline: Pipeline) => void): void {
     if (this.redis.status !== 'ready') return;
-    // A lost write only means a later request goes on to the actor.
-    pipeline.exec().catch(() => {});
+    if (this.pending === undefined) {
+      this.pending = this.redis.pipeline();
+      setImmediate(() => {
+        const pipeline = this.pending;
+        this.pending = undefined;
+        pipeline?.exec().catch(() => {});
+      });
+    }
+    add(this.pending);
   }
 }

@@ -40,8 +40,6 @@ export type EngineOpenOutcome = OpenOutcome | { state: 'not_found' };
 export type EngineGrabOutcome = GrabOutcome | { state: 'not_found' } | { state: 'busy'; retryAfterMs: number };
 
 interface Slot {
-  /** The owner the ring chose; in a cluster, requests for other owners are forwarded. */
-  readonly shard: string;
   actor: PacketActor | undefined;
   activation: Promise<PacketActor | null> | undefined;
 }
@@ -142,7 +140,7 @@ export class Engine {
   /** A packet just created (and stored): start its actor without a read. */
   adopt(stored: StoredPacket): void {
     if (this.slots.has(stored.packet.id)) return;
-    this.slots.set(stored.packet.id, { shard: this.ring.ownerOf(stored.packet.id), actor: this.build(stored), activation: undefined });
+    this.slots.set(stored.packet.id, { actor: this.build(stored), activation: undefined });
   }
 
   /** Drops actors with nothing in flight that were not used for idleMs. Returns how many. */
@@ -172,7 +170,7 @@ export class Engine {
     return entry === null ? undefined : answerFromCache(entry, userId);
   }
 
-  /** The shard that owns a packet (its node, in a cluster). */
+  /** The router's answer: which shard owns a packet (its node, in a cluster, where a request for another owner is forwarded). */
   shardOf(packetId: string): string {
     return this.ring.ownerOf(packetId);
   }
@@ -210,7 +208,7 @@ export class Engine {
     }
     if (this.activationsInFlight >= ACTIVATIONS_IN_FLIGHT_MAX) return 'busy';
 
-    const fresh: Slot = { shard: this.ring.ownerOf(packetId), actor: undefined, activation: undefined };
+    const fresh: Slot = { actor: undefined, activation: undefined };
     this.activationsInFlight += 1;
     fresh.activation = this.options.source
       .load(packetId)

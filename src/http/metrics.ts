@@ -52,5 +52,13 @@ export function createMetrics(hongbao: Hongbao) {
       this.set(hongbao.consumer.appliedEvents);
     },
   });
+  new Gauge({
+    name: 'hongbao_ledger_failed_batches',
+    help: 'Ledger batches that failed and were retried, since start',
+    registers: [registry],
+    collect() {
+      this.set(hongbao.consumer.failedBatches);
+    },
+  });
   return { registry, requests, opens };
 }

@@ -8,6 +8,11 @@ import { rowsOf, type Db } from './database.js';
 export const RECORDS_PAGE_SIZE = 20;
 const UTC_OFFSET_MS = 8 * 60 * 60 * 1000;
 
+/** The records year a moment falls in (China Standard Time). */
+export function recordsYearOf(nowMs: number): number {
+  return new Date(nowMs + UTC_OFFSET_MS).getUTCFullYear();
+}
+
 export function yearBounds(year: number): { from: string; to: string } {
   return {
     from: new Date(Date.UTC(year, 0, 1) - UTC_OFFSET_MS).toISOString(),

@@ -2,8 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenBucketLimiter } from '../../src/http/rate-limit.js';
 import { startHarness, type Harness } from '../support/harness.js';
-
-type Reply = { status: number; body: any };
+import { apiClient, expectError, fen, type Reply } from '../support/http-client.js';
 
 let h: Harness;
 let keySeq = 0;
@@ -20,21 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
-
-/** "12.34" → 1234, for sums in the test only. */
-function fen(yuan: string): number {
-  const match = /^(\d+)\.(\d\d)$/.exec(yuan);
-  if (match === null) throw new Error(`not a two-decimal yuan string: ${yuan}`);
-  return Number(match[1]) * 100 + Number(match[2]);
-}
-
-function expectError(reply: Reply, status: number, code: string): void {
-  expect(reply.status, JSON.stringify(reply.body)).toBe(status);
-  expect(Object.keys(reply.body)).toEqual(['error']);
-  expect(reply.body.error.code).toBe(code);
-  expect(typeof reply.body.error.message).toBe('string');
-  expect(reply.body.error.message.length).toBeGreaterThan(0);
-}
 
 async function fund(harness: Harness, userId: string, amount: string): Promise<void> {
   const reply = await harness.call('POST', '/v1/wallet/deposits', {
@@ -65,15 +49,8 @@ async function balance(harness: Harness, user: string): Promise<string> {
   return reply.body.balance;
 }
 
-async function expectConserved(harness: Harness): Promise<void> {
-  await harness.settle();
-  const money = await harness.money();
-  expect(money.book).toBe(0);
-  expect(money.wallets + money.escrow).toBe(money.deposited);
-  const report = await harness.call('POST', '/v1/admin/reconcile', { user: 'packets-auditor', admin: true });
-  expect(report.status).toBe(200);
-  expect(report.body.discrepancies).toEqual([]);
-}
+/** Σ balances = 0, wallets + escrow = deposits, reconciliation clean — on whichever harness. */
+const expectConserved = (harness: Harness) => apiClient(() => harness, 'packets').expectConserved();
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 

@@ -2,10 +2,12 @@
 import { sign } from 'hono/jwt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, TEST_SECRET, type Harness } from '../support/harness.js';
+import { apiClient, expectError, type Reply } from '../support/http-client.js';
 
 let h: Harness;
 let keySeq = 0;
 const newKey = () => `wallet-key-${++keySeq}`;
+const { expectConserved } = apiClient(() => h, 'wallet');
 /** The book once the ledger has applied everything: what "nothing changed" compares. */
 async function settledMoney() {
   await h.settle();
@@ -18,16 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
-
-type Reply = { status: number; body: any };
-
-function expectError(reply: Reply, status: number, code: string): void {
-  expect(reply.status, JSON.stringify(reply.body)).toBe(status);
-  expect(Object.keys(reply.body)).toEqual(['error']);
-  expect(reply.body.error.code).toBe(code);
-  expect(typeof reply.body.error.message).toBe('string');
-  expect(reply.body.error.message.length).toBeGreaterThan(0);
-}
 
 /** key null sends no Idempotency-Key header. */
 function depositAs(admin: string, userId: unknown, amount: unknown, key: string | null = newKey(), isAdmin = true) {
@@ -43,16 +35,6 @@ async function balanceOf(userId: string): Promise<string> {
   const reply = await h.call('GET', '/v1/wallet', { user: userId });
   expect(reply.status).toBe(200);
   return reply.body.balance;
-}
-
-async function expectConserved(): Promise<void> {
-  await h.settle();
-  const money = await h.money();
-  expect(money.book).toBe(0);
-  expect(money.wallets + money.escrow).toBe(money.deposited);
-  const report = await h.call('POST', '/v1/admin/reconcile', { user: 'auditor', admin: true });
-  expect(report.status).toBe(200);
-  expect(report.body.discrepancies).toEqual([]);
 }
 
 /** Raw request with a given Authorization header (or none). */

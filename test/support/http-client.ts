@@ -20,6 +20,7 @@ export function expectError(reply: Reply, status: number, code: string): void {
   expect(Object.keys(reply.body)).toEqual(['error']);
   expect(reply.body.error.code).toBe(code);
   expect(typeof reply.body.error.message).toBe('string');
+  expect(reply.body.error.message.length).toBeGreaterThan(0);
 }
 
 /** A client on the harness that `current()` returns (suites assign theirs in beforeAll). */

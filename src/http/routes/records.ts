@@ -1,14 +1,12 @@
 // My records: what I sent and what I received, per year, paged.
 import { Hono } from 'hono';
 import type { Hongbao } from '../../hongbao.js';
-import { decodeCursor, encodeCursor, receivedRecords, sentRecords, type Cursor } from '../../ledger/records.js';
+import { decodeCursor, encodeCursor, receivedRecords, recordsYearOf, sentRecords, type Cursor } from '../../ledger/records.js';
 import { formatFen } from '../../money/money.js';
 import type { AuthVariables } from '../auth.js';
 import { ApiError } from '../errors.js';
 import { iso, renderPacket } from '../render.js';
 import { recordsQuery, validate } from '../validation.js';
-
-const CHINA_OFFSET_MS = 8 * 60 * 60 * 1000;
 
 function cursorOf(text: string | undefined): Cursor | null {
   if (text === undefined || text === '') return null;
@@ -18,7 +16,7 @@ function cursorOf(text: string | undefined): Cursor | null {
 }
 
 export function recordRoutes(hongbao: Hongbao) {
-  const currentYear = () => new Date(hongbao.options.clock.now() + CHINA_OFFSET_MS).getUTCFullYear();
+  const currentYear = () => recordsYearOf(hongbao.options.clock.now());
   return new Hono<{ Variables: AuthVariables }>()
     .get('/me/sent', validate('query', recordsQuery), async (c) => {
       const query = c.req.valid('query');
