@@ -32,6 +32,15 @@ export interface Claim {
   readonly claimedAtMs: number;
 }
 
+/** The packet as storage knows it: what an actor is built from. */
+export interface StoredPacket {
+  readonly packet: Packet;
+  /** Durable claims in seq order. */
+  readonly claims: readonly Claim[];
+  /** Closed at expiry (the refund event is durable). */
+  readonly expired: boolean;
+}
+
 /** Who may open a packet: the target of a personal packet; anyone (or the listed members) of a group. */
 export function mayOpen(packet: Packet, userId: string): boolean {
   if (packet.type === 'personal') return userId === packet.targetId && userId !== packet.senderId;

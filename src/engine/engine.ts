@@ -2,13 +2,13 @@
 // evicted when idle), and sheds load at fixed bounds instead of queueing without end.
 import { UnavailableError } from '../domain/errors.js';
 import type { Limits } from '../domain/limits.js';
-import type { Claim } from '../domain/packet.js';
 import type { Seed } from '../domain/random.js';
 import type { PacketEvent } from '../log/events.js';
 import type { Clock } from './clock.js';
 import { HashRing } from './hash-ring.js';
 import { answerFromCache, type PacketCache } from './packet-cache.js';
-import { PacketActor, type ActorDependencies, type GrabOutcome, type OpenOutcome, type PacketSnapshot, type StoredPacket } from './packet-actor.js';
+import type { Claim, StoredPacket } from '../domain/packet.js';
+import { PacketActor, type ActorDependencies, type GrabOutcome, type OpenOutcome, type PacketSnapshot } from './packet-actor.js';
 
 /** Opens in progress in this process (all packets); past it, open answers busy at once. */
 export const OPENS_IN_FLIGHT_MAX = 20_000;

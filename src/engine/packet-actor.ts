@@ -4,7 +4,8 @@
 import { nextShare } from '../domain/allocation.js';
 import { invariant, UnavailableError } from '../domain/errors.js';
 import type { Limits } from '../domain/limits.js';
-import { mayOpen, type Claim, type Packet, type PacketStatus } from '../domain/packet.js';
+import { statusOf } from '../domain/outcome.js';
+import { mayOpen, type Claim, type Packet, type PacketStatus, type StoredPacket } from '../domain/packet.js';
 import type { Seed } from '../domain/random.js';
 import type { Fen } from '../money/money.js';
 import type { PacketEvent } from '../log/events.js';
@@ -31,14 +32,6 @@ export type GrabOutcome =
   | { state: 'sold_out' }
   | { state: 'expired' }
   | { state: 'not_eligible' };
-
-/** The packet as storage knows it, to build an actor from. */
-export interface StoredPacket {
-  readonly packet: Packet;
-  /** Durable claims in seq order. */
-  readonly claims: readonly Claim[];
-  readonly expired: boolean;
-}
 
 export interface PacketSnapshot {
   readonly packet: Packet;
@@ -121,8 +114,7 @@ export class PacketActor {
   }
 
   get status(): PacketStatus {
-    if (this.claimsInOrder.length === this.packet.count) return 'finished';
-    return this.expired ? 'expired' : 'live';
+    return statusOf(this.packet, this.claimsInOrder.length, this.expired);
   }
 
   /** 抢: a cheap read from memory; changes nothing. */
@@ -186,8 +178,7 @@ export class PacketActor {
 
   snapshot(): PacketSnapshot {
     const claims = this.claimsInOrder.filter((record) => record.durable).map((record) => record.claim);
-    const status: PacketStatus = claims.length === this.packet.count ? 'finished' : this.expiredDurable ? 'expired' : 'live';
-    return { packet: this.packet, status, claims };
+    return { packet: this.packet, status: statusOf(this.packet, claims.length, this.expiredDurable), claims };
   }
 
   private decideClaim(userId: string, nowMs: number): ClaimRecord {

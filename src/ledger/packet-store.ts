@@ -1,8 +1,7 @@
 // Packets in Postgres: sending (the debit and the packet row in one transaction), loading a
 // packet with its claims to build an actor, and the deadlines the expiry job looks for.
 import { asc, eq, sql } from 'drizzle-orm';
-import type { Claim, Packet, PacketType } from '../domain/packet.js';
-import type { StoredPacket } from '../engine/packet-actor.js';
+import type { Claim, Packet, PacketType, StoredPacket } from '../domain/packet.js';
 import { escrowAccount, sendTransferId, walletAccount } from '../log/events.js';
 import type { Fen } from '../money/money.js';
 import { rowsOf, type Db, type Executor, type Tx } from './database.js';

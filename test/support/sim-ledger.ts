@@ -5,8 +5,7 @@
 // constraints would refuse is recorded as a violation instead of being applied, so a simulation
 // can fail with its seed.
 import type { PacketSource } from '../../src/engine/engine.js';
-import type { StoredPacket } from '../../src/engine/packet-actor.js';
-import type { Claim, Packet } from '../../src/domain/packet.js';
+import type { Claim, Packet, StoredPacket } from '../../src/domain/packet.js';
 import type { LogBatch, Subscription } from '../../src/log/event-log.js';
 import {
   claimTransferId,
