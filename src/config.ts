@@ -1,6 +1,8 @@
 // Environment → typed config, validated once at start (API.md, Configuration).
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { DEFAULT_LIMITS, type Limits } from './domain/limits.js';
+import { DEFAULT_OPEN_RATE, type OpenRate } from './engine/rate-limit.js';
 
 export const DEV_AUTH_SECRET = 'hongbao-dev-secret-change-me';
 
@@ -35,6 +37,8 @@ export interface Config {
   /** all: engine + ledger consumer; engine: no consumer; ledger: consumer only (no engine traffic expected). */
   readonly role: 'all' | 'engine' | 'ledger';
   readonly packetTtlMs: number;
+  readonly limits: Limits;
+  readonly openRate: OpenRate;
   readonly production: boolean;
   readonly logLevel: string;
   /** Why the config is not fit for production, shown as warnings at start. */
@@ -74,6 +78,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: values.REDIS_URL,
     role: values.ROLE,
     packetTtlMs: values.PACKET_TTL_MS,
+    limits: { ...DEFAULT_LIMITS, ttlMs: values.PACKET_TTL_MS },
+    openRate: DEFAULT_OPEN_RATE,
     production,
     logLevel: values.LOG_LEVEL,
     warnings,

@@ -1,7 +1,7 @@
 // The per-user open limit shared by every engine process: a token bucket in Redis, one Lua
 // call per open. If Redis does not answer, the process's own bucket decides instead.
 import type { Redis } from 'ioredis';
-import type { RateLimiter } from '../http/rate-limit.js';
+import type { RateLimiter } from '../engine/rate-limit.js';
 
 const TOKEN_BUCKET = `
 local burst = tonumber(ARGV[1])

@@ -5,16 +5,15 @@ import type { Limits } from '../domain/limits.js';
 import type { Seed } from '../domain/random.js';
 import type { PacketEvent } from '../log/events.js';
 import type { Clock } from './clock.js';
-import { HashRing } from './hash-ring.js';
 import { answerFromCache, type PacketCache } from './packet-cache.js';
 import type { Claim, StoredPacket } from '../domain/packet.js';
-import { PacketActor, type ActorDependencies, type GrabOutcome, type OpenOutcome, type PacketSnapshot } from './packet-actor.js';
+import { BUSY_RETRY_AFTER_MS, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
+import { PacketActor, type ActorDependencies, type PacketSnapshot } from './packet-actor.js';
 
 /** Opens in progress in this process (all packets); past it, open answers busy at once. */
 export const OPENS_IN_FLIGHT_MAX = 20_000;
 /** Packets being loaded from storage at once; past it, requests for cold packets answer busy. */
 export const ACTIVATIONS_IN_FLIGHT_MAX = 2_000;
-export const SHARD_COUNT_DEFAULT = 16;
 /** Lookups by one request whose actor keeps being dropped under it; past it, busy. */
 const ACTOR_LOOKUPS_MAX = 3;
 
@@ -29,7 +28,6 @@ export interface EngineOptions {
   readonly seedFor: (packetId: string) => Seed;
   readonly source: PacketSource;
   readonly commit: (event: PacketEvent, onFailure: () => void) => Promise<void>;
-  readonly shardCount?: number;
   readonly onClaimDecided?: (claim: Claim) => void;
   /** Answers for packets that are done, without activating their actor (Redis in services mode). */
   readonly cache?: PacketCache;
@@ -44,14 +42,13 @@ interface Slot {
   activation: Promise<PacketActor | null> | undefined;
 }
 
-const BUSY = { state: 'busy', retryAfterMs: 100 } as const;
+const BUSY = { state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS } as const;
 
 export class Engine {
-  private readonly ring: HashRing;
   /**
-   * Every local actor, by packet id. The ring decides which shard (a node, in a cluster) owns a
-   * packet; in one process every shard is local, so one index serves them all and a lookup on
-   * the hot path is a single map read.
+   * Every local actor, by packet id: one process owns every packet it is asked about, so a
+   * lookup on the hot path is a single map read. (Across processes the owner of a packet will
+   * be decided by Kafka's group protocol over the log's partitions: docs/decisions.md.)
    */
   private readonly slots = new Map<string, Slot>();
   /** Opens waiting for an activation or the cache. */
@@ -79,8 +76,6 @@ export class Engine {
           }
         : {}),
     };
-    const shardNames = Array.from({ length: options.shardCount ?? SHARD_COUNT_DEFAULT }, (_, index) => `shard-${index}`);
-    this.ring = new HashRing(shardNames);
   }
 
   open(packetId: string, userId: string): Promise<EngineOpenOutcome> {
@@ -168,11 +163,6 @@ export class Engine {
     if (cache === undefined || this.slots.get(packetId)?.actor !== undefined) return undefined;
     const entry = await cache.peek(packetId, userId);
     return entry === null ? undefined : answerFromCache(entry, userId);
-  }
-
-  /** The router's answer: which shard owns a packet (its node, in a cluster, where a request for another owner is forwarded). */
-  shardOf(packetId: string): string {
-    return this.ring.ownerOf(packetId);
   }
 
   private build(stored: StoredPacket): PacketActor {

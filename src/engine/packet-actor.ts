@@ -8,30 +8,16 @@ import { statusOf } from '../domain/outcome.js';
 import { mayOpen, type Claim, type Packet, type PacketStatus, type StoredPacket } from '../domain/packet.js';
 import type { Seed } from '../domain/random.js';
 import type { Fen } from '../money/money.js';
+import { BUSY_RETRY_AFTER_MS, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
 import type { PacketEvent } from '../log/events.js';
 
 /** Opens of one packet awaiting durability; past it the actor answers busy at once. */
 export const MAILBOX_LENGTH_MAX = 1024;
 
-export type OpenOutcome =
-  | { state: 'claimed'; amountFen: Fen; seq: number }
-  | { state: 'already_claimed'; amountFen: Fen; seq: number }
-  | { state: 'sold_out' }
-  | { state: 'expired' }
-  | { state: 'not_eligible' }
-  | { state: 'busy'; retryAfterMs: number };
-
 const NOT_ELIGIBLE: OpenOutcome = Object.freeze({ state: 'not_eligible' });
 const SOLD_OUT: OpenOutcome = Object.freeze({ state: 'sold_out' });
 const EXPIRED: OpenOutcome = Object.freeze({ state: 'expired' });
-const BUSY: OpenOutcome = Object.freeze({ state: 'busy', retryAfterMs: 50 });
-
-export type GrabOutcome =
-  | { state: 'openable' }
-  | { state: 'claimed'; amountFen: Fen }
-  | { state: 'sold_out' }
-  | { state: 'expired' }
-  | { state: 'not_eligible' };
+const BUSY: OpenOutcome = Object.freeze({ state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS });
 
 export interface PacketSnapshot {
   readonly packet: Packet;

@@ -41,8 +41,8 @@ export function requireAuth(secret: string): MiddlewareHandler<{ Variables: Auth
       const verified = jwt.verify(token, key, { algorithms: ['HS256'] });
       if (typeof verified === 'string') throw new Error('a JWT payload must be an object');
       payload = verified;
-    } catch {
-      throw new ApiError(401, 'unauthorized', 'invalid or expired token');
+    } catch (error) {
+      throw new ApiError(401, 'unauthorized', 'invalid or expired token', { cause: error });
     }
     const subject = payload.sub;
     if (typeof subject !== 'string' || !USER_ID_PATTERN.test(subject)) {

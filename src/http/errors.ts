@@ -5,7 +5,6 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import { UnavailableError } from '../domain/errors.js';
-import { isConnectionError } from '../ledger/database.js';
 import { MoneyFormatError } from '../money/money.js';
 
 export type ErrorCode =
@@ -20,16 +19,32 @@ export type ErrorCode =
   | 'unavailable'
   | 'internal';
 
+export interface ApiErrorOptions {
+  /** Listed in the body (e.g. every problem of a request). */
+  readonly details?: unknown;
+  /** Sent as the Retry-After header. */
+  readonly retryAfterSeconds?: number;
+  readonly cause?: unknown;
+}
+
 export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  readonly details: unknown;
+  readonly retryAfterSeconds: number | undefined;
+
   constructor(
     readonly status: ContentfulStatusCode,
     readonly code: ErrorCode,
     message: string,
-    readonly details?: unknown,
+    options: ApiErrorOptions = {},
   ) {
-    super(message);
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.details = options.details;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
+
+export const idempotencyConflict = () => new ApiError(409, 'idempotency_conflict', 'this Idempotency-Key was used with another body');
 
 export function errorBody(code: ErrorCode, message: string, details?: unknown) {
   return { error: { code, message, ...(details === undefined ? {} : { details }) } };
@@ -45,13 +60,15 @@ const STATUS_CODES: Partial<Record<number, ErrorCode>> = {
 };
 
 export function handleError(error: Error, c: Context, logger: Logger): Response {
-  if (error instanceof ApiError) return c.json(errorBody(error.code, error.message, error.details), error.status);
+  if (error instanceof ApiError) {
+    if (error.retryAfterSeconds !== undefined) c.header('Retry-After', String(error.retryAfterSeconds));
+    return c.json(errorBody(error.code, error.message, error.details), error.status);
+  }
   if (error instanceof MoneyFormatError) return c.json(errorBody('invalid_request', error.message), 400);
-  if (error instanceof UnavailableError || isConnectionError(error)) {
+  if (error instanceof UnavailableError) {
     logger.warn({ err: error }, 'dependency unavailable');
     c.header('Retry-After', '1');
-    const message = error instanceof UnavailableError ? error.message : 'the database is unreachable';
-    return c.json(errorBody('unavailable', `${message}; please retry shortly`), 503);
+    return c.json(errorBody('unavailable', `${error.message}; please retry shortly`), 503);
   }
   if (error instanceof HTTPException && error.status < 500) {
     const code = STATUS_CODES[error.status] ?? 'invalid_request';

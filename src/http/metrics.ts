@@ -1,64 +1,19 @@
-// Prometheus metrics: one registry per app, so several apps (tests) can live in one process.
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { Hongbao } from '../hongbao.js';
+// The transport's own metrics, added to the service's registry: requests by route and status,
+// and how long they took.
+import { Counter, Histogram, type Registry } from 'prom-client';
 
-export function createMetrics(hongbao: Hongbao) {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const requests = new Counter({
-    name: 'hongbao_http_requests_total',
-    help: 'HTTP requests by route and status',
-    labelNames: ['method', 'route', 'status'],
-    registers: [registry],
-  });
-  const opens = new Counter({ name: 'hongbao_opens_total', help: 'Opens by outcome state', labelNames: ['state'], registers: [registry] });
-  new Gauge({
-    name: 'hongbao_engine_actors',
-    help: 'Packet actors in memory',
-    registers: [registry],
-    collect() {
-      this.set(hongbao.engine.stats.actors);
-    },
-  });
-  new Gauge({
-    name: 'hongbao_engine_opens_in_flight',
-    help: 'Opens in progress',
-    registers: [registry],
-    collect() {
-      this.set(hongbao.engine.stats.opensInFlight);
-    },
-  });
-  new Gauge({
-    name: 'hongbao_log_appends',
-    help: 'Durable appends to the event log (group commits)',
-    registers: [registry],
-    collect() {
-      this.set(hongbao.committer.stats.appends);
-    },
-  });
-  new Gauge({
-    name: 'hongbao_log_events_appended',
-    help: 'Events made durable in the event log',
-    registers: [registry],
-    collect() {
-      this.set(hongbao.committer.stats.events);
-    },
-  });
-  new Gauge({
-    name: 'hongbao_ledger_events_applied',
-    help: 'Events applied by the ledger consumer since start',
-    registers: [registry],
-    collect() {
-      this.set(hongbao.consumer.appliedEvents);
-    },
-  });
-  new Gauge({
-    name: 'hongbao_ledger_failed_batches',
-    help: 'Ledger batches that failed and were retried, since start',
-    registers: [registry],
-    collect() {
-      this.set(hongbao.consumer.failedBatches);
-    },
-  });
-  return { registry, requests, opens };
+const REQUEST_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export function createHttpMetrics(registry: Registry) {
+  const labelNames = ['method', 'route', 'status'] as const;
+  return {
+    requests: new Counter({ name: 'hongbao_http_requests_total', help: 'HTTP requests by route and status', labelNames, registers: [registry] }),
+    seconds: new Histogram({
+      name: 'hongbao_http_request_duration_seconds',
+      help: 'Time to answer an HTTP request, by route and status',
+      labelNames,
+      buckets: REQUEST_BUCKETS_SECONDS,
+      registers: [registry],
+    }),
+  };
 }

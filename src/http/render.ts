@@ -1,18 +1,13 @@
 // Domain values → API.md's JSON: yuan strings with two decimals, ISO-8601 UTC times.
-import type { Packet, PacketStatus } from '../domain/packet.js';
+import type { PacketView } from '../app/service.js';
 import type { ResultPage } from '../domain/result-page.js';
-import { formatFen, type Fen } from '../money/money.js';
+import { formatFen } from '../money/money.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export interface PacketFacts {
-  readonly status: PacketStatus | string;
-  readonly claimedCount: number;
-  readonly claimedFen: Fen;
-}
-
 /** `total` and `claimedAmount` appear only when `reveal` (API.md: who may see the total). */
-export function renderPacket(packet: Packet, facts: PacketFacts, reveal: boolean) {
+export function renderPacket(view: PacketView, reveal: boolean) {
+  const { packet, ...facts } = view;
   return {
     id: packet.id,
     type: packet.type,
@@ -30,9 +25,9 @@ export function renderPacket(packet: Packet, facts: PacketFacts, reveal: boolean
   };
 }
 
-export function renderPage(packet: Packet, facts: PacketFacts, page: ResultPage) {
+export function renderPage(view: PacketView, page: ResultPage) {
   return {
-    packet: renderPacket(packet, facts, page.revealTotal),
+    packet: renderPacket(view, page.revealTotal),
     summary: page.summary,
     ...(page.myAmountFen !== undefined ? { myAmount: formatFen(page.myAmountFen) } : {}),
     ...(page.claims !== undefined

@@ -34,7 +34,7 @@ export function validate<Target extends keyof ValidationTargets, Schema extends 
   return zValidator(target, schema, (result) => {
     if (!result.success) {
       const details = result.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
-      throw new ApiError(400, 'invalid_request', `invalid ${target}: ${details.map((d) => `${d.path || '(root)'} ${d.message}`).join('; ')}`, details);
+      throw new ApiError(400, 'invalid_request', `invalid ${target}: ${details.map((d) => `${d.path || '(root)'} ${d.message}`).join('; ')}`, { details });
     }
   });
 }

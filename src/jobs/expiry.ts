@@ -1,8 +1,6 @@
 // Expiry: every packet still live PACKET_TTL_MS after it went live is closed through its
 // actor, which refunds the exact remainder once. Driven by the database's deadlines, so a
 // restart (or a missed tick) only delays it by one interval, never loses or doubles it.
-import type { Db } from '../ledger/database.js';
-import { duePacketIds } from '../ledger/packet-store.js';
 import type { Engine } from '../engine/engine.js';
 import type { Clock } from '../engine/clock.js';
 
@@ -37,9 +35,12 @@ export function every(intervalMs: number, pass: () => Promise<void>, onError: (e
   };
 }
 
-export function expiryPass(db: Db, engine: Engine, clock: Clock): () => Promise<void> {
+/** Packets still live at `nowMs` past their deadline, oldest first, at most `limit`. */
+export type DuePackets = (nowMs: number, limit: number) => Promise<string[]>;
+
+export function expiryPass(duePackets: DuePackets, engine: Engine, clock: Clock): () => Promise<void> {
   return async () => {
-    const due = await duePacketIds(db, clock.now(), EXPIRY_BATCH_MAX);
+    const due = await duePackets(clock.now(), EXPIRY_BATCH_MAX);
     // All at once: the group committer turns them into a handful of appends.
     const results = await Promise.allSettled(due.map((packetId) => engine.expire(packetId)));
     const failed = results.find((result) => result.status === 'rejected');

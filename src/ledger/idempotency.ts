@@ -1,17 +1,19 @@
 // Idempotency-Key (as Stripe): the same key with the same body returns the first response;
-// with another body it is a conflict. Only successes are stored: a rejected request changed
+// with another body it is a conflict. Only successes are stored, as domain values (never HTTP):
+// a rejected request changed
 // nothing, so running it again is safe and lets a user retry after topping up.
 import { createHash } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import type { Db, Tx } from './database.js';
 import { idempotencyKeys } from './schema.js';
 
-export interface StoredResponse {
-  readonly statusCode: number;
-  readonly body: unknown;
-}
+/** What a use case decided: a success (stored under the key) or a rejection (not stored). */
+export type Decision<Value, Rejection> = { ok: true; value: Value } | { ok: false; rejection: Rejection };
 
-export type IdempotentResult = { kind: 'fresh' | 'replayed'; response: StoredResponse } | { kind: 'conflict' };
+export type IdempotentResult<Value, Rejection> =
+  | { kind: 'fresh' | 'replayed'; value: Value }
+  | { kind: 'rejected'; rejection: Rejection }
+  | { kind: 'conflict' };
 
 export interface IdempotencyScope {
   readonly userId: string;
@@ -26,55 +28,52 @@ export function hashRequest(request: unknown): string {
 }
 
 /**
- * Runs `work` in a transaction at most once per key. `work` returns the response; a 2xx is
- * stored in the same transaction as the work's effects, so effects and record land together.
+ * Runs `work` in a transaction at most once per key. A success is stored (as the domain value
+ * `work` returned) in the same transaction as the work's effects, so effects and record land
+ * together; a rejection rolls everything back.
  */
-export async function runIdempotent(
+export async function runIdempotent<Value, Rejection>(
   db: Db,
   scope: IdempotencyScope,
-  work: (tx: Tx) => Promise<StoredResponse>,
-): Promise<IdempotentResult> {
+  work: (tx: Tx) => Promise<Decision<Value, Rejection>>,
+): Promise<IdempotentResult<Value, Rejection>> {
   const requestHash = hashRequest(scope.request);
   const stored = await findStored(db, scope);
-  if (stored !== undefined) return replay(stored, requestHash);
+  if (stored !== undefined) return replay<Value>(stored, requestHash);
   try {
-    const response = await db.transaction(async (tx) => {
-      const result = await work(tx);
-      if (result.statusCode >= 200 && result.statusCode < 300) {
-        await tx.insert(idempotencyKeys).values({
-          userId: scope.userId,
-          route: scope.route,
-          key: scope.key,
-          requestHash,
-          statusCode: result.statusCode,
-          response: result.body as object,
-        });
-      } else {
-        // Nothing of a rejected request may stay behind: throwing rolls the transaction back.
-        throw new RejectedResponse(result);
-      }
-      return result;
+    const value = await db.transaction(async (tx) => {
+      const decision = await work(tx);
+      // Nothing of a rejected request may stay behind: throwing rolls the transaction back.
+      if (!decision.ok) throw new Rejected(decision.rejection);
+      await tx.insert(idempotencyKeys).values({
+        userId: scope.userId,
+        route: scope.route,
+        key: scope.key,
+        requestHash,
+        response: decision.value as object,
+      });
+      return decision.value;
     });
-    return { kind: 'fresh', response };
+    return { kind: 'fresh', value };
   } catch (error) {
-    if (error instanceof RejectedResponse) {
+    if (error instanceof Rejected) {
       // A concurrent request with the same key may have committed while this one waited (on
-      // the wallet's row lock, say) and so saw its effects: answer as the winner did, not 402.
+      // the wallet's row lock, say) and so saw its effects: answer as the winner did.
       const winner = await findStored(db, scope);
-      if (winner !== undefined) return replay(winner, requestHash);
-      return { kind: 'fresh', response: error.response };
+      if (winner !== undefined) return replay<Value>(winner, requestHash);
+      return { kind: 'rejected', rejection: error.rejection as Rejection };
     }
     if (!isUniqueViolation(error)) throw error;
     // A concurrent request with the same key won the race: answer as it did.
     const winner = await findStored(db, scope);
     if (winner === undefined) throw error;
-    return replay(winner, requestHash);
+    return replay<Value>(winner, requestHash);
   }
 }
 
-/** Carries a rejected (non-2xx) response out of the transaction it aborted. */
-class RejectedResponse extends Error {
-  constructor(readonly response: StoredResponse) {
+/** Carries a rejection out of the transaction it aborted. */
+class Rejected extends Error {
+  constructor(readonly rejection: unknown) {
     super('rejected');
   }
 }
@@ -87,11 +86,10 @@ async function findStored(db: Db, scope: IdempotencyScope) {
   return rows[0];
 }
 
-function replay(stored: { requestHash: string; statusCode: number; response: unknown }, requestHash: string): IdempotentResult {
+function replay<Value>(stored: { requestHash: string; response: unknown }, requestHash: string): IdempotentResult<Value, never> {
   if (stored.requestHash !== requestHash) return { kind: 'conflict' };
-  return { kind: 'replayed', response: { statusCode: stored.statusCode, body: stored.response } };
+  return { kind: 'replayed', value: stored.response as Value };
 }
-
 export function isUniqueViolation(error: unknown): boolean {
   for (let current: unknown = error; current instanceof Error || (typeof current === 'object' && current !== null); ) {
     if ((current as { code?: unknown }).code === '23505') return true;

@@ -1,7 +1,8 @@
 // My records (我的红包): per-year totals and paged lists, from the ledger's tables.
 // Years are counted in China Standard Time (UTC+8), the calendar the product's users live by.
 import { sql } from 'drizzle-orm';
-import type { Packet } from '../domain/packet.js';
+import { statusOf } from '../domain/outcome.js';
+import type { Packet, PacketStatus } from '../domain/packet.js';
 import type { Fen } from '../money/money.js';
 import { rowsOf, type Db } from './database.js';
 
@@ -32,15 +33,16 @@ export function decodeCursor(text: string): Cursor | null {
   try {
     const parsed: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
     if (Array.isArray(parsed) && Number.isSafeInteger(parsed[0]) && typeof parsed[1] === 'string') return { atMs: parsed[0], id: parsed[1] };
-  } catch {
-    // fall through: not a cursor we made
+  } catch (error) {
+    // Not JSON: not a cursor we made. Only a SyntaxError is expected here.
+    if (!(error instanceof SyntaxError)) throw error;
   }
   return null;
 }
 
 export interface SentPacket {
   readonly packet: Packet;
-  readonly status: string;
+  readonly status: PacketStatus;
   readonly claimedCount: number;
   readonly claimedFen: Fen;
 }
@@ -76,16 +78,14 @@ export async function sentRecords(db: Db, userId: string, year: number, after: C
         order by created_at desc, id desc limit ${RECORDS_PAGE_SIZE + 1}`,
   );
   const page = rows.slice(0, RECORDS_PAGE_SIZE);
-  const items = page.map((row) => ({
-    packet: {
+  const items = page.map((row): SentPacket => {
+    const packet: Packet = {
       id: row.id, type: row.type, senderId: row.sender_id, targetId: row.target_id, count: row.count,
       totalFen: Number(row.total_fen), greeting: row.greeting, members: row.members,
       createdAtMs: Number(row.created_ms), liveAtMs: Number(row.live_ms), expiresAtMs: Number(row.expires_ms),
-    },
-    status: row.status,
-    claimedCount: row.claimed_count,
-    claimedFen: Number(row.claimed_fen),
-  }));
+    };
+    return { packet, status: statusOf(packet, row.claimed_count, row.status === 'expired'), claimedCount: row.claimed_count, claimedFen: Number(row.claimed_fen) };
+  });
   const last = items[items.length - 1];
   return {
     count: Number(totals[0]?.count ?? 0),

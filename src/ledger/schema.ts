@@ -97,7 +97,6 @@ export const idempotencyKeys = pgTable(
     route: text('route').notNull(),
     key: text('key').notNull(),
     requestHash: text('request_hash').notNull(),
-    statusCode: integer('status_code').notNull(),
     response: jsonb('response').notNull(),
     createdAt: moment('created_at').notNull().default(sql`now()`),
   },

@@ -39,7 +39,7 @@ describe('expiry', () => {
 
     // One millisecond before the deadline it is still live, and expireDue does nothing.
     clock.advance(TTL_MS - 1 - (clock.now() - Date.parse(packet.createdAt)));
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     expect((await grab(packet.id, 'ex-2')).body).toEqual({ state: 'openable' });
     expect((await page(packet.id, 'ex-s')).packet.status).toBe('live');
     expect(await balance('ex-s')).toBe('5.50');
@@ -48,10 +48,10 @@ describe('expiry', () => {
     clock.advance(1);
     expect((await grab(packet.id, 'ex-2')).body).toEqual({ state: 'expired' });
     expect((await grab(packet.id, 'ex-1')).body).toEqual({ state: 'claimed', amount: '1.50' });
-    await h.hongbao.expireDue();
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
+    await h.hongbao.service.expireDue();
     await h.settle();
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     expect(await balance('ex-s')).toBe('8.50'); // 10.00 − 4.50 + the 3.00 nobody took
     expect((await open(packet.id, 'ex-2')).body).toEqual({ state: 'expired' });
     expect((await grab(packet.id, 'ex-2')).body).toEqual({ state: 'expired' });
@@ -84,7 +84,7 @@ describe('expiry', () => {
 
     // Later passes never refund again.
     clock.advance(TTL_MS);
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     expect(await balance('ex-s')).toBe('8.50');
     await expectConserved();
   });
@@ -97,8 +97,8 @@ describe('expiry', () => {
     const claimed = fen(first.body.amount) + fen(second.body.amount);
     clock.advance(TTL_MS);
     expect((await open(packet.id, 'ex2-3')).body).toEqual({ state: 'expired' });
-    await h.hongbao.expireDue();
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
+    await h.hongbao.service.expireDue();
     expect(await balance('ex2-s')).toBe(yuan(1000 - 400 + (400 - claimed)));
     const own = await page(packet.id, 'ex2-s');
     expect(own.summary).toBe(`该红包已过期,已领取2/4个,共${yuan(claimed)}/4.00元`);
@@ -117,8 +117,8 @@ describe('expiry', () => {
     clock.advance(TTL_MS);
     const replies = await Promise.all([
       ...Array.from({ length: 10 }, (_, index) => open(packet.id, `ex3-${index}`)),
-      h.hongbao.expireDue().then(() => ({ status: 200, body: { state: 'pass' } })),
-      h.hongbao.expireDue().then(() => ({ status: 200, body: { state: 'pass' } })),
+      h.hongbao.service.expireDue().then(() => ({ status: 200, body: { state: 'pass' } })),
+      h.hongbao.service.expireDue().then(() => ({ status: 200, body: { state: 'pass' } })),
     ]);
     for (const reply of replies) expect(['expired', 'pass']).toContain(reply.body.state);
     expect(await balance('ex3-s')).toBe('50.00');
@@ -131,7 +131,7 @@ describe('expiry', () => {
     const packet = await sendOk('ex4-s', { type: 'personal', targetId: 'ex4-t', count: 1, amount: '8.88' });
     expect(await balance('ex4-s')).toBe('1.12');
     clock.advance(TTL_MS);
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     expect(await balance('ex4-s')).toBe('10.00');
     expect((await open(packet.id, 'ex4-t')).body).toEqual({ state: 'expired' });
     expect((await grab(packet.id, 'ex4-t')).body).toEqual({ state: 'expired' });
@@ -140,7 +140,7 @@ describe('expiry', () => {
     expect((await page(packet.id, 'ex4-s')).summary).toBe('该红包已过期,已领取0/1个,共0.00/8.88元');
     expect((await page(packet.id, 'ex4-t')).summary).toBe('该红包已过期');
     expect((await h.call('GET', `/v1/packets/${packet.id}`, { user: 'ex4-x' })).status).toBe(403);
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     expect(await balance('ex4-s')).toBe('10.00');
     await expectConserved();
   });
@@ -151,7 +151,7 @@ describe('expiry', () => {
     await open(packet.id, 'ex5-1');
     await open(packet.id, 'ex5-2');
     clock.advance(TTL_MS);
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     expect(await balance('ex5-s')).toBe('8.00');
     const own = await page(packet.id, 'ex5-s');
     expect(own.packet.status).toBe('finished');
@@ -168,10 +168,10 @@ describe('expiry', () => {
     await h.settle();
     h.hongbao.engine.evictIdle(0);
     clock.advance(TTL_MS);
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     await h.settle();
     h.hongbao.engine.evictIdle(0);
-    await h.hongbao.expireDue();
+    await h.hongbao.service.expireDue();
     expect(await balance('ex6-s')).toBe('9.50');
     expect((await open(packet.id, 'ex6-2')).body).toEqual({ state: 'expired' });
     expect((await open(packet.id, 'ex6-1')).body).toEqual({ state: 'already_claimed', amount: '0.50', seq: 1 });

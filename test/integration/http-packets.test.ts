@@ -1,6 +1,6 @@
 // Proves POST /v1/packets (types, limits, 402, Idempotency-Key, 413), grab and open (every state, races, 404s, 429) over HTTP, with money conserved.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenBucketLimiter } from '../../src/http/rate-limit.js';
+import { TokenBucketLimiter } from '../../src/engine/rate-limit.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { apiClient, expectError, fen, type Reply } from '../support/http-client.js';
 
@@ -478,7 +478,7 @@ describe('POST /v1/packets/:id/open', () => {
 describe('rate limiting (429)', () => {
   let limited: Harness;
   beforeAll(async () => {
-    limited = await startHarness({ limiter: new TokenBucketLimiter(2, 0.001) });
+    limited = await startHarness({ openLimiter: new TokenBucketLimiter(2, 0.001) });
   });
   afterAll(async () => {
     await limited?.stop();

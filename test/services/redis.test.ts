@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/cache/redis-client.js';
 import { RedisPacketCache } from '../../src/cache/redis-packet-cache.js';
 import { RedisRateLimiter } from '../../src/cache/redis-rate-limit.js';
-import { TokenBucketLimiter } from '../../src/http/rate-limit.js';
+import { TokenBucketLimiter } from '../../src/engine/rate-limit.js';
 import { apiClient } from '../support/http-client.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -21,7 +21,7 @@ describe('Redis packet cache and rate limit', () => {
     const redis = createRedis(REDIS_URL, () => {});
     await redis.connect();
     try {
-      h = await startHarness({ cache: new RedisPacketCache(redis) });
+      h = await startHarness({ redisUrl: REDIS_URL });
       const client = apiClient(() => h!, 'cache');
       await client.fund('cache-sender', '10.00');
       const packet = await client.sendOk('cache-sender', { type: 'group_fixed', targetId: 'g', count: 2, amount: '1.00' });
@@ -53,8 +53,8 @@ describe('Redis packet cache and rate limit', () => {
     const deadRedis = createRedis('redis://127.0.0.1:1', () => {});
     await deadRedis.connect().catch(() => {});
     try {
-      const fallback = new TokenBucketLimiter(3, 0.001);
-      h = await startHarness({ cache: new RedisPacketCache(deadRedis), limiter: new RedisRateLimiter(deadRedis, 100, 20, fallback) });
+      // The process's own bucket allows a burst of 3; Redis's (the same rate) would too, were it up.
+      h = await startHarness({ redisUrl: 'redis://127.0.0.1:1', openRate: { burst: 3, perSecond: 0.001 } });
       const client = apiClient(() => h!, 'nocache');
       await client.fund('nocache-sender', '10.00');
       const packet = await client.sendOk('nocache-sender', { type: 'group_lucky', targetId: 'g', count: 3, amount: '3.00' });

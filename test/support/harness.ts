@@ -1,15 +1,13 @@
 // Starts a whole service for a test: embedded PGlite in memory by default, or a fresh
 // database on the Postgres server when TEST_DATABASE_URL/DATABASE_URL is set for services runs.
 import { pino } from 'pino';
+import { sql } from 'drizzle-orm';
+import { startHongbao, type ComposeOptions, type Hongbao } from '../../src/app/compose.js';
+import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 import { ManualClock, type Clock } from '../../src/engine/clock.js';
-import { Hongbao, type HongbaoOptions } from '../../src/hongbao.js';
 import { createApp } from '../../src/http/app.js';
 import { issueToken } from '../../src/http/auth.js';
-import type { RateLimiter } from '../../src/http/rate-limit.js';
-import { sql } from 'drizzle-orm';
 import { rowsOf } from '../../src/ledger/database.js';
-import { createRedis } from '../../src/cache/redis-client.js';
-import { RedisPacketCache } from '../../src/cache/redis-packet-cache.js';
 import { freshServerDatabase } from './server-database.js';
 
 export const TEST_SECRET = 'test-auth-secret';
@@ -29,59 +27,49 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export interface HarnessOptions extends Partial<HongbaoOptions> {
-  readonly limiter?: RateLimiter;
+export interface HarnessOptions extends Partial<ComposeOptions> {
+  /** Shorthand for limits.ttlMs. */
+  readonly packetTtlMs?: number;
 }
 
 /**
  * With HONGBAO_TEST_SERVICES=1 (npm run test:services) the same suites run on the real
  * services: a fresh database on the Postgres server, a fresh Kafka topic, and Redis.
  */
-async function servicesOptions(): Promise<{ options: Partial<HongbaoOptions>; cleanup: () => Promise<void> }> {
+async function servicesOptions(): Promise<{ options: Partial<ComposeOptions>; cleanup: () => Promise<void> }> {
   if (process.env.HONGBAO_TEST_SERVICES !== '1') return { options: {}, cleanup: async () => {} };
   const server = await freshServerDatabase(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test');
-  const redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', () => {});
-  await redis.connect();
   const suffix = `${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`;
   return {
     options: {
       databaseUrl: server.url,
-      cache: new RedisPacketCache(redis),
-      openLog: async () =>
-        (await import('../../src/log/kafka-log.js')).KafkaLog.open({
-          brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
-          topic: `hongbao-test-${suffix}`,
-          partitions: 4,
-          clientId: 'hongbao-test',
-          groupId: `hongbao-test-${suffix}`,
-          logger: silentLogger,
-        }),
+      redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      kafka: {
+        brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
+        topic: `hongbao-test-${suffix}`,
+        partitions: 4,
+        clientId: 'hongbao-test',
+      },
     },
-    cleanup: async () => {
-      redis.disconnect();
-      await server.drop();
-    },
+    cleanup: () => server.drop(),
   };
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const clock = options.clock ?? { now: () => Date.now() };
   const services = await servicesOptions();
-  const hongbao = await Hongbao.start({
+  const { packetTtlMs, ...composeOptions } = options;
+  const hongbao = await startHongbao({
     dataDir: 'memory',
     seedSecret: 'test-seed-secret',
-    packetTtlMs: 86_400_000,
     logger: silentLogger,
     runJobs: false,
     ...services.options,
-    ...options,
+    ...composeOptions,
+    limits: { ...DEFAULT_LIMITS, ...(packetTtlMs === undefined ? {} : { ttlMs: packetTtlMs }), ...options.limits },
     clock,
   });
-  const app = createApp(hongbao, {
-    authSecret: TEST_SECRET,
-    logger: silentLogger,
-    ...(options.limiter ? { limiter: options.limiter } : {}),
-  });
+  const app = createApp(hongbao.service, { authSecret: TEST_SECRET, logger: silentLogger });
   const tokens = new Map<string, string>();
   const token = async (userId: string, admin = false) => {
     const key = `${userId}:${admin}`;
@@ -106,8 +94,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       let parsed: unknown = text;
       try {
         parsed = JSON.parse(text);
-      } catch {
-        // not JSON (metrics)
+      } catch (error) {
+        if (!(error instanceof SyntaxError)) throw error; // not JSON (metrics): keep the text
       }
       return { status: response.status, body: parsed };
     },

@@ -448,7 +448,6 @@ class Simulation {
       seedFor: (packetId) => packetSeed(SIM_SEED_SECRET, packetId),
       source: this.ledger,
       commit: (event, onFailure) => committer.submit(event, onFailure),
-      shardCount: 4,
       onClaimDecided: (claim) => {
         if (generation === this.generation) this.decided.set(claim, { claim, generation, failed: false });
       },

@@ -1,5 +1,13 @@
-// A per-user token bucket for open: a client in a loop gets 429 instead of crowding out
-// everyone else. In memory per process; the Redis mode shares it across processes.
+// A per-user token bucket: a client in a loop gets `rate_limited` instead of crowding out
+// everyone else (load shedding per user). In memory per process; Redis shares it across processes.
+
+export interface OpenRate {
+  readonly burst: number;
+  readonly perSecond: number;
+}
+
+/** Opens per user: a burst, then a steady rate. Generous for people, tight for loops. */
+export const DEFAULT_OPEN_RATE: OpenRate = { burst: 100, perSecond: 20 };
 
 export interface RateLimiter {
   /** True if the user may go ahead now. */

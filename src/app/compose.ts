@@ -1,0 +1,206 @@
+// The composition root: builds every part from the settings — database, event log (table or
+// Kafka), engine, ledger consumer, Redis cache and rate limit, jobs — and the application
+// service over them. main.ts, the test harness and the bench all build the product here.
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { createRedis } from '../cache/redis-client.js';
+import { RedisPacketCache } from '../cache/redis-packet-cache.js';
+import { RedisRateLimiter } from '../cache/redis-rate-limit.js';
+import type { Config } from '../config.js';
+import type { Limits } from '../domain/limits.js';
+import { packetSeed } from '../domain/random.js';
+import type { Clock } from '../engine/clock.js';
+import { Engine } from '../engine/engine.js';
+import { DEFAULT_OPEN_RATE, TokenBucketLimiter, type OpenRate, type RateLimiter } from '../engine/rate-limit.js';
+import { every, expiryPass, EXPIRY_INTERVAL_MS, type PeriodicJob } from '../jobs/expiry.js';
+import { openDatabase, type Database } from '../ledger/database.js';
+import { Ledger } from '../ledger/ledger.js';
+import { LedgerConsumer } from '../ledger/ledger-consumer.js';
+import { PendingCredits } from '../ledger/pending-credits.js';
+import type { EventLog } from '../log/event-log.js';
+import { claimTransferId } from '../log/events.js';
+import { GroupCommitter } from '../log/group-commit.js';
+import { TableLog } from '../log/table-log.js';
+import { Service } from './hongbao-service.js';
+import { createServiceMetrics } from './metrics.js';
+
+/** How long an activation waits for the ledger to catch up before answering 503. */
+export const ACTIVATION_CATCH_UP_TIMEOUT_MS = 10_000;
+/** How long start-up may take to apply what the log holds before it gives up. */
+export const RECOVERY_TIMEOUT_MS = 10 * 60_000;
+/** Idle actors are dropped after this; they come back from storage on the next request. */
+export const ACTOR_IDLE_MS = 60_000;
+
+export interface KafkaSettings {
+  readonly brokers: readonly string[];
+  readonly topic: string;
+  readonly partitions: number;
+  /** Names this client in the broker's logs. */
+  readonly clientId?: string;
+}
+
+export interface ComposeOptions {
+  readonly dataDir: string;
+  readonly databaseUrl?: string | undefined;
+  readonly seedSecret: string;
+  readonly limits: Limits;
+  readonly openRate?: OpenRate;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Services mode: claims go through this Kafka topic. Unset: the table log in the database. */
+  readonly kafka?: KafkaSettings | undefined;
+  /** Services mode: the packet cache and the shared rate limit live here. */
+  readonly redisUrl?: string | undefined;
+  /** Whether this process runs the ledger consumer (false for ROLE=engine). */
+  readonly runConsumer?: boolean;
+  /** Whether this process runs the periodic jobs (tests drive them by hand). */
+  readonly runJobs?: boolean;
+  /** Replaces the per-user open limit (tests). */
+  readonly openLimiter?: RateLimiter;
+}
+
+/** The assembled product: its service, and its parts for operators and tests. */
+export interface Hongbao {
+  readonly service: Service;
+  readonly database: Database;
+  readonly log: EventLog;
+  readonly committer: GroupCommitter;
+  readonly engine: Engine;
+  readonly consumer: LedgerConsumer;
+  readonly ledger: Ledger;
+  /** For the start line: which cache is in front. */
+  readonly cacheName: string;
+  /** Applies what the log already holds; the service serves once this resolved. */
+  recover(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** One consumer group per topic: a group shared by consumers of different topics gets partitions assigned to members that never read them. */
+export async function openKafkaLog(settings: KafkaSettings, logger: Logger): Promise<EventLog> {
+  // Loaded only in services mode: the embedded default never touches kafkajs.
+  const { KafkaLog } = await import('../log/kafka-log.js');
+  return KafkaLog.open({
+    brokers: settings.brokers,
+    topic: settings.topic,
+    partitions: settings.partitions,
+    clientId: settings.clientId ?? 'hongbao',
+    groupId: `${settings.topic}.ledger`,
+    logger,
+  });
+}
+
+export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock): ComposeOptions {
+  return {
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
+    seedSecret: config.seedSecret,
+    limits: config.limits,
+    openRate: config.openRate,
+    clock,
+    logger,
+    kafka: config.kafkaBrokers === undefined ? undefined : { brokers: config.kafkaBrokers, topic: config.kafkaTopic, partitions: config.kafkaPartitions },
+    redisUrl: config.redisUrl,
+    runConsumer: config.role !== 'engine',
+    runJobs: config.role !== 'ledger',
+  };
+}
+
+/** Opens every part; nothing is served until recover() has resolved. */
+export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> {
+  const { logger, clock, limits } = options;
+  const redis = options.redisUrl === undefined ? undefined : await connectRedis(options.redisUrl, logger);
+  const database = await openDatabase({
+    url: options.databaseUrl,
+    dataDir: options.dataDir,
+    onPoolError: (error) => logger.warn({ err: error }, 'database connection lost; reconnecting on next use'),
+  });
+  const log = options.kafka === undefined ? new TableLog(database.db) : await openKafkaLog(options.kafka, logger);
+  const ledger = new Ledger(database, log);
+  const committer = new GroupCommitter(log);
+  const pending = new PendingCredits();
+  const consumer = new LedgerConsumer(database.db, log, {
+    onApplied: ({ claims }) => {
+      for (const claim of claims) pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq));
+    },
+    onError: (error) => logger.warn({ err: error }, 'ledger batch failed; it will be retried'),
+  });
+  const engine = new Engine({
+    limits,
+    clock,
+    seedFor: (packetId) => packetSeed(options.seedSecret, packetId),
+    commit: (event, onFailure) => committer.submit(event, onFailure),
+    source: {
+      load: async (packetId) => {
+        // Rebuild only from a ledger that has every event the log already holds for this packet.
+        await consumer.waitApplied(await log.headFor(packetId), ACTIVATION_CATCH_UP_TIMEOUT_MS);
+        return ledger.load(packetId);
+      },
+    },
+    onClaimDecided: (claim) => pending.add(claim.userId, claimTransferId(claim.packetId, claim.seq), claim.amountFen),
+    onClaimFailed: (claim) => pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq)),
+    ...(redis ? { cache: new RedisPacketCache(redis) } : {}),
+  });
+  const openRate = options.openRate ?? DEFAULT_OPEN_RATE;
+  const localLimiter = new TokenBucketLimiter(openRate.burst, openRate.perSecond);
+  const openLimiter =
+    options.openLimiter ?? (redis ? new RedisRateLimiter(redis, openRate.burst, openRate.perSecond, localLimiter) : localLimiter);
+  const expireDue = expiryPass((nowMs, limit) => ledger.duePacketIds(nowMs, limit), engine, clock);
+  const service = new Service({
+    limits,
+    clock,
+    ledger,
+    engine,
+    pending,
+    openLimiter,
+    openRetryAfterMs: Math.ceil(1000 / openRate.perSecond),
+    metrics: createServiceMetrics({ engine, committer, consumer, log }),
+    expireDue,
+    checkDependencies: async () => {
+      if (redis !== undefined && redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);
+    },
+  });
+
+  const jobs: PeriodicJob[] = [];
+  const onJobError = (error: unknown) => logger.warn({ err: error }, 'job pass failed; retrying next tick');
+  return {
+    service,
+    database,
+    log,
+    committer,
+    engine,
+    consumer,
+    ledger,
+    cacheName: redis ? `redis (${new URL(options.redisUrl!).host})` : 'in-process',
+    async recover() {
+      if (options.runConsumer !== false) await consumer.start();
+      await consumer.waitAppliedAll(await log.heads(), RECOVERY_TIMEOUT_MS);
+      if (options.runJobs !== false) {
+        jobs.push(every(EXPIRY_INTERVAL_MS, expireDue, onJobError));
+        jobs.push(every(ACTOR_IDLE_MS / 4, async () => void engine.evictIdle(ACTOR_IDLE_MS), onJobError));
+      }
+      service.serving = true;
+    },
+    async stop() {
+      service.serving = false;
+      await Promise.all(jobs.map((job) => job.stop()));
+      await consumer.stop();
+      await log.close();
+      await database.close();
+      redis?.disconnect();
+    },
+  };
+}
+
+/** Opens and recovers: ready to serve when this resolves. */
+export async function startHongbao(options: ComposeOptions): Promise<Hongbao> {
+  const hongbao = await composeHongbao(options);
+  await hongbao.recover();
+  return hongbao;
+}
+
+async function connectRedis(url: string, logger: Logger): Promise<Redis> {
+  const redis = createRedis(url, (error) => logger.debug({ err: error }, 'redis'));
+  // Redis is a cache: start without it if it is down; the client keeps reconnecting.
+  await redis.connect().catch((error: unknown) => logger.warn({ err: error }, 'redis unreachable at start; serving without it'));
+  return redis;
+}

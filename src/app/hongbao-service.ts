@@ -1,0 +1,190 @@
+// The use cases (API.md), each one method returning a domain outcome. Sending and deposits go
+// to the ledger under their Idempotency-Key; grab, open and the result page go to the packet's
+// actor in the engine; balances add the claims decided here but not yet booked.
+import { randomBytes } from 'node:crypto';
+import type { Registry } from 'prom-client';
+import { BUSY_RETRY_AFTER_MS } from '../domain/grab-open.js';
+import { mayView, type Packet } from '../domain/packet.js';
+import type { Limits } from '../domain/limits.js';
+import { resultPage } from '../domain/result-page.js';
+import { planSend, type SendRequest } from '../domain/validation.js';
+import type { Clock } from '../engine/clock.js';
+import type { Engine } from '../engine/engine.js';
+import type { RateLimiter } from '../engine/rate-limit.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { PendingCredits } from '../ledger/pending-credits.js';
+import { decodeCursor, encodeCursor, recordsYearOf, type Cursor } from '../ledger/records.js';
+import type { Fen } from '../money/money.js';
+import type { ServiceMetrics } from './metrics.js';
+import type {
+  DepositOutcome,
+  GrabAnswer,
+  HongbaoService,
+  OpenAnswer,
+  PageOutcome,
+  Readiness,
+  ReceivedRecordsView,
+  RecordsOutcome,
+  SendOutcome,
+  SentRecordsView,
+} from './service.js';
+
+export interface ServiceParts {
+  readonly limits: Limits;
+  readonly clock: Clock;
+  readonly ledger: Ledger;
+  readonly engine: Engine;
+  readonly pending: PendingCredits;
+  readonly openLimiter: RateLimiter;
+  /** How long a user over the open limit should wait. */
+  readonly openRetryAfterMs: number;
+  readonly metrics: ServiceMetrics;
+  readonly expireDue: () => Promise<void>;
+  /** Checks of the parts beyond the database (the log, Redis); rejects with the reason. */
+  readonly checkDependencies: () => Promise<void>;
+}
+
+export class Service implements HongbaoService {
+  serving = false;
+
+  constructor(private readonly parts: ServiceParts) {}
+
+  get limits(): Limits {
+    return this.parts.limits;
+  }
+
+  get metrics(): Registry {
+    return this.parts.metrics.registry;
+  }
+
+  async send(request: SendRequest, idempotencyKey: string): Promise<SendOutcome> {
+    const stopTimer = this.parts.metrics.sendSeconds.startTimer();
+    try {
+      const plan = planSend(request, this.parts.limits);
+      if (!plan.ok) return { kind: 'invalid', problems: plan.problems };
+      const nowMs = this.parts.clock.now();
+      const packet: Packet = {
+        id: newPacketId(),
+        type: request.type,
+        senderId: request.senderId,
+        targetId: request.targetId,
+        count: request.count,
+        totalFen: plan.totalFen,
+        greeting: request.greeting,
+        members: request.members,
+        createdAtMs: nowMs,
+        liveAtMs: nowMs,
+        expiresAtMs: nowMs + this.parts.limits.ttlMs,
+      };
+      const booking = await this.parts.ledger.send(packet, { callerId: request.senderId, key: idempotencyKey, request });
+      switch (booking.kind) {
+        case 'conflict':
+          return { kind: 'idempotency_conflict' };
+        case 'rejected':
+          return { kind: 'insufficient_balance', balanceFen: booking.rejection.balanceFen };
+        case 'fresh':
+          this.parts.engine.adopt({ packet: booking.value, claims: [], expired: false });
+          return { kind: 'sent', view: { packet: booking.value, status: 'live', claimedCount: 0, claimedFen: 0 } };
+        case 'replayed':
+          // The first answer again: the packet as it was sent, whatever happened to it since.
+          return { kind: 'sent', view: { packet: booking.value, status: 'live', claimedCount: 0, claimedFen: 0 } };
+      }
+    } finally {
+      stopTimer();
+    }
+  }
+
+  async deposit(callerId: string, userId: string, amountFen: Fen, idempotencyKey: string): Promise<DepositOutcome> {
+    if (!Number.isSafeInteger(amountFen) || amountFen < 1) return { kind: 'invalid', problems: ['amount must be at least 0.01'] };
+    const booking = await this.parts.ledger.deposit(userId, amountFen, { callerId, key: idempotencyKey, request: { userId, amountFen } });
+    if (booking.kind === 'conflict') return { kind: 'idempotency_conflict' };
+    if (booking.kind === 'rejected') throw new Error('a deposit is never rejected');
+    return { kind: 'deposited', userId: booking.value.userId, balanceFen: booking.value.balanceFen };
+  }
+
+  grab(packetId: string, userId: string): Promise<GrabAnswer> {
+    return this.parts.engine.grab(packetId, userId);
+  }
+
+  async open(packetId: string, userId: string): Promise<OpenAnswer> {
+    const stopTimer = this.parts.metrics.openSeconds.startTimer();
+    if (!(await this.parts.openLimiter.take(userId, this.parts.clock.now()))) {
+      this.parts.metrics.opens.inc({ state: 'rate_limited' });
+      stopTimer();
+      return { state: 'rate_limited', retryAfterMs: this.parts.openRetryAfterMs };
+    }
+    const outcome = await this.parts.engine.open(packetId, userId);
+    this.parts.metrics.opens.inc({ state: outcome.state });
+    stopTimer();
+    return outcome;
+  }
+
+  async resultPage(packetId: string, viewerId: string): Promise<PageOutcome> {
+    const snapshot = await this.parts.engine.view(packetId);
+    if (snapshot === null) return { kind: 'not_found' };
+    if (snapshot === 'busy') return { state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS };
+    if (!mayView(snapshot.packet, viewerId)) return { kind: 'forbidden' };
+    const claimedFen = snapshot.claims.reduce((sum, claim) => sum + claim.amountFen, 0);
+    return {
+      kind: 'page',
+      view: { packet: snapshot.packet, status: snapshot.status, claimedCount: snapshot.claims.length, claimedFen },
+      claims: snapshot.claims,
+      page: resultPage(snapshot.packet, snapshot.status, snapshot.claims, viewerId),
+    };
+  }
+
+  async wallet(userId: string): Promise<{ balanceFen: Fen; pendingFen: Fen }> {
+    return { balanceFen: await this.parts.ledger.balance(userId), pendingFen: this.parts.pending.pendingFen(userId) };
+  }
+
+  async sentRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<SentRecordsView>> {
+    const after = cursorOf(cursor);
+    if (after === 'invalid') return { kind: 'invalid_cursor' };
+    const recordsYear = year ?? recordsYearOf(this.parts.clock.now());
+    const records = await this.parts.ledger.sentRecords(userId, recordsYear, after);
+    return {
+      kind: 'records',
+      view: { year: recordsYear, ...records, nextCursor: records.nextCursor === null ? null : encodeCursor(records.nextCursor) },
+    };
+  }
+
+  async receivedRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<ReceivedRecordsView>> {
+    const after = cursorOf(cursor);
+    if (after === 'invalid') return { kind: 'invalid_cursor' };
+    const recordsYear = year ?? recordsYearOf(this.parts.clock.now());
+    const records = await this.parts.ledger.receivedRecords(userId, recordsYear, after);
+    return {
+      kind: 'records',
+      view: { year: recordsYear, ...records, nextCursor: records.nextCursor === null ? null : encodeCursor(records.nextCursor) },
+    };
+  }
+
+  reconcile() {
+    return this.parts.ledger.reconcile();
+  }
+
+  async readiness(): Promise<Readiness> {
+    if (!this.serving) return { ready: false, reason: 'recovering: applying the event log' };
+    try {
+      await this.parts.ledger.check();
+      await this.parts.checkDependencies();
+      return { ready: true };
+    } catch (error) {
+      return { ready: false, reason: (error as Error).message };
+    }
+  }
+
+  expireDue(): Promise<void> {
+    return this.parts.expireDue();
+  }
+}
+
+function cursorOf(text: string | undefined): Cursor | null | 'invalid' {
+  if (text === undefined || text === '') return null;
+  return decodeCursor(text) ?? 'invalid';
+}
+
+/** Opaque, unguessable, URL-safe. */
+function newPacketId(): string {
+  return `p_${randomBytes(12).toString('base64url')}`;
+}

@@ -1,0 +1,92 @@
+// Prometheus metrics of the service, as Prometheus expects them: things that only grow are
+// counters named `_total`, latencies are histograms in seconds, the ledger's lag is a gauge.
+// One registry per service, so several services (tests) can live in one process.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Engine } from '../engine/engine.js';
+import type { LedgerConsumer } from '../ledger/ledger-consumer.js';
+import { compareOffsets, type EventLog } from '../log/event-log.js';
+import type { GroupCommitter } from '../log/group-commit.js';
+
+/** Buckets for an in-memory decision up to a durable write over the network. */
+const LATENCY_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export interface MetricSources {
+  readonly engine: Engine;
+  readonly committer: GroupCommitter;
+  readonly consumer: LedgerConsumer;
+  readonly log: EventLog;
+}
+
+/** A counter whose count is kept by the part itself (a stats field): read at scrape time. */
+function countedBy(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+export function createServiceMetrics(sources: MetricSources) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const opens = new Counter({ name: 'hongbao_opens_total', help: 'Opens by outcome state', labelNames: ['state'], registers: [registry] });
+  const openSeconds = new Histogram({
+    name: 'hongbao_open_duration_seconds',
+    help: 'Time to answer an open (拆), including the durable write of a claim',
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers: [registry],
+  });
+  const sendSeconds = new Histogram({
+    name: 'hongbao_send_duration_seconds',
+    help: 'Time to send a packet (debit, store, idempotency record)',
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers: [registry],
+  });
+  const ledgerApplySeconds = new Histogram({
+    name: 'hongbao_ledger_apply_duration_seconds',
+    help: 'Time the ledger consumer takes to apply one batch of log events in one transaction',
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'hongbao_engine_actors',
+    help: 'Packet actors in memory',
+    registers: [registry],
+    collect() {
+      this.set(sources.engine.stats.actors);
+    },
+  });
+  new Gauge({
+    name: 'hongbao_engine_opens_in_flight',
+    help: 'Opens in progress',
+    registers: [registry],
+    collect() {
+      this.set(sources.engine.stats.opensInFlight);
+    },
+  });
+  new Gauge({
+    name: 'hongbao_ledger_lag_events',
+    help: 'Events in the log that the ledger has not applied yet (Σ over partitions of head − applied position)',
+    registers: [registry],
+    async collect() {
+      const heads = await sources.log.heads();
+      let lag = 0n;
+      for (const head of heads) {
+        const applied = sources.consumer.appliedPosition(head.partition);
+        if (compareOffsets(head.nextOffset, applied) > 0) lag += BigInt(head.nextOffset) - BigInt(applied);
+      }
+      this.set(Number(lag));
+    },
+  });
+  countedBy(registry, 'hongbao_log_appends_total', 'Durable appends to the event log (group commits)', () => sources.committer.stats.appends);
+  countedBy(registry, 'hongbao_log_events_appended_total', 'Events made durable in the event log', () => sources.committer.stats.events);
+  countedBy(registry, 'hongbao_ledger_events_applied_total', 'Events applied by the ledger consumer', () => sources.consumer.appliedEvents);
+  countedBy(registry, 'hongbao_ledger_failed_batches_total', 'Ledger batches that failed and were retried', () => sources.consumer.failedBatches);
+  return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds };
+}
+
+export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;

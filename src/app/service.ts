@@ -1,0 +1,98 @@
+// The application service's contract: one method per use case, answers as domain outcomes.
+// The HTTP layer (and, later, a cluster forward) depends on this interface alone; it knows
+// nothing of the engine, the log or the database behind it.
+import type { Registry } from 'prom-client';
+import type { GrabOutcome, OpenOutcome } from '../domain/grab-open.js';
+import type { Limits } from '../domain/limits.js';
+import type { Claim, Packet, PacketStatus } from '../domain/packet.js';
+import type { ResultPage } from '../domain/result-page.js';
+import type { SendRequest } from '../domain/validation.js';
+import type { Fen } from '../money/money.js';
+
+/** A packet with the facts that change as it is opened. */
+export interface PacketView {
+  readonly packet: Packet;
+  readonly status: PacketStatus;
+  readonly claimedCount: number;
+  readonly claimedFen: Fen;
+}
+
+export type SendOutcome =
+  | { kind: 'sent'; view: PacketView }
+  | { kind: 'invalid'; problems: string[] }
+  | { kind: 'insufficient_balance'; balanceFen: Fen }
+  | { kind: 'idempotency_conflict' };
+
+export type DepositOutcome =
+  | { kind: 'deposited'; userId: string; balanceFen: Fen }
+  | { kind: 'invalid'; problems: string[] }
+  | { kind: 'idempotency_conflict' };
+
+export type Busy = { state: 'busy'; retryAfterMs: number };
+
+export type GrabAnswer = GrabOutcome | { state: 'not_found' } | Busy;
+export type OpenAnswer = OpenOutcome | { state: 'not_found' } | { state: 'rate_limited'; retryAfterMs: number };
+
+export type PageOutcome =
+  | { kind: 'page'; view: PacketView; claims: readonly Claim[]; page: ResultPage }
+  | { kind: 'not_found' }
+  | { kind: 'forbidden' }
+  | Busy;
+
+export interface ReceivedItem {
+  readonly packetId: string;
+  readonly senderId: string;
+  readonly type: string;
+  readonly amountFen: Fen;
+  readonly claimedAtMs: number;
+  readonly best: boolean;
+}
+
+export interface SentRecordsView {
+  readonly year: number;
+  readonly count: number;
+  readonly totalFen: Fen;
+  readonly items: readonly PacketView[];
+  readonly nextCursor: string | null;
+}
+
+export interface ReceivedRecordsView {
+  readonly year: number;
+  readonly count: number;
+  readonly totalFen: Fen;
+  readonly bestLuckCount: number;
+  readonly items: readonly ReceivedItem[];
+  readonly nextCursor: string | null;
+}
+
+export type RecordsOutcome<View> = { kind: 'records'; view: View } | { kind: 'invalid_cursor' };
+
+export interface ReconciliationView {
+  readonly checkedPackets: number;
+  readonly checkedAccounts: number;
+  readonly discrepancies: readonly { readonly kind: string; readonly id: string; readonly message: string }[];
+}
+
+export type Readiness = { ready: true } | { ready: false; reason: string };
+
+export interface HongbaoService {
+  /** The product limits in force (validation, the OpenAPI document). */
+  readonly limits: Limits;
+  /** Prometheus registry of the service's metrics; the transport may add its own. */
+  readonly metrics: Registry;
+  /** False until recovery is done: nothing may be answered from a ledger that is behind the log. */
+  readonly serving: boolean;
+
+  send(request: SendRequest, idempotencyKey: string): Promise<SendOutcome>;
+  deposit(callerId: string, userId: string, amountFen: Fen, idempotencyKey: string): Promise<DepositOutcome>;
+  grab(packetId: string, userId: string): Promise<GrabAnswer>;
+  open(packetId: string, userId: string): Promise<OpenAnswer>;
+  resultPage(packetId: string, viewerId: string): Promise<PageOutcome>;
+  wallet(userId: string): Promise<{ balanceFen: Fen; pendingFen: Fen }>;
+  sentRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<SentRecordsView>>;
+  receivedRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<ReceivedRecordsView>>;
+  reconcile(): Promise<ReconciliationView>;
+  readiness(): Promise<Readiness>;
+  /** Runs one expiry pass now (tests and operators; the job runs it every second). */
+  expireDue(): Promise<void>;
+}

@@ -1,0 +1,20 @@
+// What 抢 (grab) and 拆 (open) answer (API.md, Packets): plain outcomes, no transport.
+import type { Fen } from '../money/money.js';
+
+/** How long a shed request should wait before it tries again. One value for every `busy`. */
+export const BUSY_RETRY_AFTER_MS = 100;
+
+export type OpenOutcome =
+  | { state: 'claimed'; amountFen: Fen; seq: number }
+  | { state: 'already_claimed'; amountFen: Fen; seq: number }
+  | { state: 'sold_out' }
+  | { state: 'expired' }
+  | { state: 'not_eligible' }
+  | { state: 'busy'; retryAfterMs: number };
+
+export type GrabOutcome =
+  | { state: 'openable' }
+  | { state: 'claimed'; amountFen: Fen }
+  | { state: 'sold_out' }
+  | { state: 'expired' }
+  | { state: 'not_eligible' };

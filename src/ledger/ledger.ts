@@ -1,0 +1,96 @@
+// The ledger as the application uses it: sending, deposits, balances, records, the packets
+// actors are built from, and reconciliation. This is the ledger's boundary: a database that
+// does not answer comes out of here as UnavailableError (keeping the driver's error as its
+// cause), classified once, so nothing above it knows a driver's error codes.
+import { sql } from 'drizzle-orm';
+import { UnavailableError } from '../domain/errors.js';
+import type { Packet, StoredPacket } from '../domain/packet.js';
+import type { EventLog } from '../log/event-log.js';
+import type { Fen } from '../money/money.js';
+import { isConnectionError, type Database } from './database.js';
+import { runIdempotent, type IdempotentResult } from './idempotency.js';
+import { duePacketIds, loadStoredPacket, storeSentPacket } from './packet-store.js';
+import { reconcile, type ReconciliationReport } from './reconciliation.js';
+import { receivedRecords, sentRecords, type Cursor, type ReceivedRecords, type SentRecords } from './records.js';
+import { deposit, walletBalance } from './wallets.js';
+
+export type SendBooking = IdempotentResult<Packet, { balanceFen: Fen }>;
+export type DepositBooking = IdempotentResult<{ userId: string; balanceFen: Fen }, never>;
+
+/** Who asked, under which key, with which canonical request (its hash decides "same request"). */
+export interface IdempotencyRequest {
+  readonly callerId: string;
+  readonly key: string;
+  readonly request: unknown;
+}
+
+export class Ledger {
+  constructor(
+    readonly database: Database,
+    private readonly log: EventLog,
+  ) {}
+
+  /** Debits the sender and stores the live packet, once per Idempotency-Key. */
+  send(packet: Packet, idempotency: IdempotencyRequest): Promise<SendBooking> {
+    return this.guard(() =>
+      runIdempotent(
+        this.database.db,
+        { userId: idempotency.callerId, route: 'send', key: idempotency.key, request: idempotency.request },
+        async (tx) => {
+          const stored = await storeSentPacket(tx, packet);
+          return stored.ok ? { ok: true, value: packet } : { ok: false, rejection: { balanceFen: stored.balanceFen } };
+        },
+      ),
+    );
+  }
+
+  /** Funds a balance (a stand-in for a bank top-up), once per the caller's Idempotency-Key. */
+  deposit(userId: string, amountFen: Fen, idempotency: IdempotencyRequest): Promise<DepositBooking> {
+    const reference = `${idempotency.callerId}:${idempotency.key}`;
+    return this.guard(() =>
+      runIdempotent(
+        this.database.db,
+        { userId: idempotency.callerId, route: 'deposit', key: idempotency.key, request: idempotency.request },
+        async (tx) => ({ ok: true, value: { userId, balanceFen: await deposit(tx, userId, amountFen, reference) } }),
+      ),
+    );
+  }
+
+  balance(userId: string): Promise<Fen> {
+    return this.guard(() => walletBalance(this.database.db, userId));
+  }
+
+  load(packetId: string): Promise<StoredPacket | null> {
+    return this.guard(() => loadStoredPacket(this.database.db, packetId));
+  }
+
+  duePacketIds(nowMs: number, limit: number): Promise<string[]> {
+    return this.guard(() => duePacketIds(this.database.db, nowMs, limit));
+  }
+
+  sentRecords(userId: string, year: number, after: Cursor | null): Promise<SentRecords> {
+    return this.guard(() => sentRecords(this.database.db, userId, year, after));
+  }
+
+  receivedRecords(userId: string, year: number, after: Cursor | null): Promise<ReceivedRecords> {
+    return this.guard(() => receivedRecords(this.database.db, userId, year, after));
+  }
+
+  reconcile(): Promise<ReconciliationReport> {
+    return this.guard(() => reconcile(this.database.db));
+  }
+
+  /** Resolves when the database answers. */
+  async check(): Promise<void> {
+    await this.guard(() => this.database.db.execute(sql`select 1`));
+  }
+
+  private async guard<Result>(work: () => Promise<Result>): Promise<Result> {
+    try {
+      return await work();
+    } catch (error) {
+      if (isConnectionError(error)) throw new UnavailableError(`the database (${this.database.where}) is unreachable`, { cause: error });
+      throw error;
+    }
+  }
+}
