@@ -11,6 +11,7 @@ process.env.HONGBAO_TEST_SERVICES = '1';
 
 export default defineConfig({
   test: {
+    globalSetup: ['test/support/global-setup.ts'],
     include: [
       'test/services/**/*.test.ts',
       'test/integration/ledger.test.ts',

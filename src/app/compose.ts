@@ -41,6 +41,8 @@ export interface KafkaSettings {
 
 export interface ComposeOptions {
   readonly dataDir: string;
+  /** Embedded PGlite only: start from this dump of a migrated database (tests). */
+  readonly loadDataDir?: Blob;
   readonly databaseUrl?: string | undefined;
   readonly seedSecret: string;
   readonly limits: Limits;
@@ -112,6 +114,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
   const database = await openDatabase({
     url: options.databaseUrl,
     dataDir: options.dataDir,
+    ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
     onPoolError: (error) => logger.warn({ err: error }, 'database connection lost; reconnecting on next use'),
   });
   const log = options.kafka === undefined ? new TableLog(database.db) : await openKafkaLog(options.kafka, logger);

@@ -4,6 +4,7 @@ import { describeEventLog } from '../support/event-log-suite.js';
 import { MemoryLog } from '../../src/log/memory-log.js';
 import { TableLog } from '../../src/log/table-log.js';
 import { openDatabase } from '../../src/ledger/database.js';
+import { openTestDatabase } from '../support/pglite-template.js';
 import { freshServerDatabase } from '../support/server-database.js';
 
 describeEventLog('memory', async () => {
@@ -12,7 +13,7 @@ describeEventLog('memory', async () => {
 });
 
 describeEventLog('table on PGlite', async () => {
-  const database = await openDatabase({ dataDir: 'memory' });
+  const database = await openTestDatabase();
   const log = new TableLog(database.db);
   return { log, reopen: async () => new TableLog(database.db), cleanup: () => database.close() };
 });

@@ -8,6 +8,7 @@ import { ManualClock, type Clock } from '../../src/engine/clock.js';
 import { createApp } from '../../src/http/app.js';
 import { issueToken } from '../../src/http/auth.js';
 import { rowsOf } from '../../src/ledger/database.js';
+import { pgliteTemplate } from './pglite-template.js';
 import { freshServerDatabase } from './server-database.js';
 
 export const TEST_SECRET = 'test-auth-secret';
@@ -61,6 +62,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const { packetTtlMs, ...composeOptions } = options;
   const hongbao = await startHongbao({
     dataDir: 'memory',
+    loadDataDir: pgliteTemplate(),
     seedSecret: 'test-seed-secret',
     logger: silentLogger,
     runJobs: false,
