@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { openKafkaLog } from '../../src/app/compose.js';
 import { packetSeed } from '../../src/domain/random.js';
 import { Engine } from '../../src/engine/engine.js';
 import { openDatabase } from '../../src/ledger/database.js';
@@ -36,16 +37,11 @@ export function hongbao(workload: Workload, logKind: EngineLog): Design {
           rmSync(dataDir, { recursive: true, force: true });
         };
       } else if (logKind === 'kafka') {
-        const { KafkaLog } = await import('../../src/log/kafka-log.js');
         const suffix = `${Date.now().toString(36)}-${process.pid}`;
-        const kafka = await KafkaLog.open({
-          brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
-          topic: `hongbao-design-${suffix}`,
-          partitions: 8,
-          clientId: 'hongbao-design',
-          groupId: `hongbao-design-${suffix}`,
-          logger: pino({ level: 'error' }),
-        });
+        const kafka = await openKafkaLog(
+          { brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','), topic: `hongbao-design-${suffix}`, partitions: 8, clientId: 'hongbao-design' },
+          pino({ level: 'error' }),
+        );
         log = kafka;
         close = () => kafka.close();
       } else {

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { openKafkaLog } from '../../src/app/compose.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 import type { Packet } from '../../src/domain/packet.js';
 import { packetSeed } from '../../src/domain/random.js';
@@ -21,16 +22,11 @@ const logKind = process.argv.includes('--log') ? process.argv[process.argv.index
 
 async function openLog(): Promise<{ log: EventLog; close: () => Promise<void> }> {
   if (logKind === 'kafka') {
-    const { KafkaLog } = await import('../../src/log/kafka-log.js');
     const suffix = `${Date.now().toString(36)}-${process.pid}`;
-    const log = await KafkaLog.open({
-      brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
-      topic: `hongbao-bench-${suffix}`,
-      partitions: 8,
-      clientId: 'hongbao-bench',
-      groupId: `hongbao-bench-${suffix}`,
-      logger: pino({ level: 'error' }),
-    });
+    const log = await openKafkaLog(
+      { brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','), topic: `hongbao-bench-${suffix}`, partitions: 8, clientId: 'hongbao-bench' },
+      pino({ level: 'error' }),
+    );
     return { log, close: () => log.close() };
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'hongbao-bench-'));

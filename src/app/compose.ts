@@ -119,6 +119,12 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
   });
   const log = options.kafka === undefined ? new TableLog(database.db) : await openKafkaLog(options.kafka, logger);
   const ledger = new Ledger(database, log);
+  // Redis is a cache: its failures never fail a request, but they are logged and counted.
+  const cacheFailures = { count: 0 };
+  const onCacheError = (error: unknown) => {
+    cacheFailures.count += 1;
+    logger.debug({ err: error }, 'redis command failed; answering without the cache');
+  };
   const committer = new GroupCommitter(log);
   const pending = new PendingCredits();
   const consumer = new LedgerConsumer(database.db, log, {
@@ -141,12 +147,12 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     },
     onClaimDecided: (claim) => pending.add(claim.userId, claimTransferId(claim.packetId, claim.seq), claim.amountFen),
     onClaimFailed: (claim) => pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq)),
-    ...(redis ? { cache: new RedisPacketCache(redis) } : {}),
+    ...(redis ? { cache: new RedisPacketCache(redis, onCacheError) } : {}),
   });
   const openRate = options.openRate ?? DEFAULT_OPEN_RATE;
   const localLimiter = new TokenBucketLimiter(openRate.burst, openRate.perSecond);
   const openLimiter =
-    options.openLimiter ?? (redis ? new RedisRateLimiter(redis, openRate.burst, openRate.perSecond, localLimiter) : localLimiter);
+    options.openLimiter ?? (redis ? new RedisRateLimiter(redis, openRate.burst, openRate.perSecond, localLimiter, onCacheError) : localLimiter);
   const expireDue = expiryPass((nowMs, limit) => ledger.duePacketIds(nowMs, limit), engine, clock);
   const service = new Service({
     limits,
@@ -156,7 +162,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     pending,
     openLimiter,
     openRetryAfterMs: Math.ceil(1000 / openRate.perSecond),
-    metrics: createServiceMetrics({ engine, committer, consumer, log }),
+    metrics: createServiceMetrics({ engine, committer, consumer, log, cacheFailures }),
     expireDue,
     checkDependencies: async () => {
       if (redis !== undefined && redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);

@@ -15,6 +15,8 @@ export interface MetricSources {
   readonly committer: GroupCommitter;
   readonly consumer: LedgerConsumer;
   readonly log: EventLog;
+  /** Redis commands that failed (the request went on without the cache). */
+  readonly cacheFailures: { readonly count: number };
 }
 
 /** A counter whose count is kept by the part itself (a stats field): read at scrape time. */
@@ -86,6 +88,7 @@ export function createServiceMetrics(sources: MetricSources) {
   countedBy(registry, 'hongbao_log_events_appended_total', 'Events made durable in the event log', () => sources.committer.stats.events);
   countedBy(registry, 'hongbao_ledger_events_applied_total', 'Events applied by the ledger consumer', () => sources.consumer.appliedEvents);
   countedBy(registry, 'hongbao_ledger_failed_batches_total', 'Ledger batches that failed and were retried', () => sources.consumer.failedBatches);
+  countedBy(registry, 'hongbao_cache_failures_total', 'Redis commands that failed; the request was answered without the cache', () => sources.cacheFailures.count);
   return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds };
 }
 

@@ -16,7 +16,11 @@ type Pipeline = ReturnType<Redis['pipeline']>;
 export class RedisPacketCache implements PacketCache {
   private pending: Pipeline | undefined;
 
-  constructor(private readonly redis: Redis) {}
+  /** Every Redis error is reported here (logged and counted) and then treated as "no entry". */
+  constructor(
+    private readonly redis: Redis,
+    private readonly onError: (error: unknown) => void = () => {},
+  ) {}
 
   async peek(packetId: string, userId: string): Promise<CachedPacket | null> {
     if (this.redis.status !== 'ready') return null;
@@ -35,7 +39,8 @@ export class RedisPacketCache implements PacketCache {
         status: facts[1] as PacketStatus,
         mine: mine ? { amountFen: amountFen!, seq: seq! } : undefined,
       };
-    } catch {
+    } catch (error) {
+      this.onError(error);
       return null;
     }
   }
@@ -74,7 +79,7 @@ export class RedisPacketCache implements PacketCache {
       setImmediate(() => {
         const pipeline = this.pending;
         this.pending = undefined;
-        pipeline?.exec().catch(() => {});
+        pipeline?.exec().catch(this.onError);
       });
     }
     add(this.pending);

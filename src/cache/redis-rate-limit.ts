@@ -31,6 +31,8 @@ export class RedisRateLimiter implements RateLimiter {
     private readonly burst: number,
     private readonly perSecond: number,
     private readonly fallback: RateLimiter,
+    /** Every Redis error is reported here (logged and counted); the fallback then decides. */
+    private readonly onError: (error: unknown) => void = () => {},
   ) {
     // defineCommand sends the script once and then calls it by its SHA (EVALSHA).
     redis.defineCommand('takeToken', { numberOfKeys: 1, lua: TOKEN_BUCKET });
@@ -42,7 +44,8 @@ export class RedisRateLimiter implements RateLimiter {
     try {
       const allowed = await this.redis.takeToken(`rl:${userId}`, this.burst, this.perSecond);
       return allowed === 1;
-    } catch {
+    } catch (error) {
+      this.onError(error);
       return this.fallback.take(userId, nowMs);
     }
   }
