@@ -55,6 +55,35 @@ describe('health, readiness, metrics, OpenAPI', () => {
     expect(text).toContain('hongbao_http_requests_total');
   });
 
+  it('GET /metrics: things that only grow are counters named _total, latencies are histograms, the ledger lag is a gauge', async () => {
+    await fund('met2-s', '5.00');
+    const packet = await sendOk('met2-s', { type: 'group_fixed', targetId: 'met2-g', count: 2, amount: '1.00' });
+    expect((await h.call('POST', `/v1/packets/${packet.id}/open`, { user: 'met2-1' })).body.state).toBe('claimed');
+    await h.settle();
+    const text = await (await h.app.request('/metrics')).text();
+    const typeOf = (name: string) => new RegExp(`^# TYPE ${name} (\\w+)$`, 'm').exec(text)?.[1];
+    for (const counter of [
+      'hongbao_log_appends_total',
+      'hongbao_log_events_appended_total',
+      'hongbao_ledger_events_applied_total',
+      'hongbao_ledger_failed_batches_total',
+      'hongbao_cache_failures_total',
+      'hongbao_http_requests_total',
+    ]) {
+      expect(typeOf(counter), counter).toBe('counter');
+    }
+    for (const histogram of ['hongbao_open_duration_seconds', 'hongbao_send_duration_seconds', 'hongbao_http_request_duration_seconds']) {
+      expect(typeOf(histogram), histogram).toBe('histogram');
+      expect(text).toMatch(new RegExp(`^${histogram}_count(\\{[^}]*\\})? [1-9]\\d*$`, 'm'));
+    }
+    expect(typeOf('hongbao_ledger_lag_events')).toBe('gauge');
+    // Settled: the ledger has applied everything the log holds.
+    expect(text).toMatch(/^hongbao_ledger_lag_events 0$/m);
+    expect(text).toMatch(/^hongbao_log_events_appended_total [1-9]\d*$/m);
+    // No counter poses as a gauge any more.
+    expect(text).not.toMatch(/^# TYPE hongbao_\w+(?<!_total) counter$/m);
+  });
+
   it('GET /openapi.json lists every path of API.md', async () => {
     const reply = await h.call('GET', '/openapi.json');
     expect(reply.status).toBe(200);
