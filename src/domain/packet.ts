@@ -41,9 +41,13 @@ export interface StoredPacket {
   readonly expired: boolean;
 }
 
-/** Who may open a packet: the target of a personal packet; anyone (or the listed members) of a group. */
+/**
+ * Who may open a packet: the target of a personal packet (never its sender); anyone of a group,
+ * or only the listed members, and always the group packet's own sender (API.md: WeChat allows it).
+ */
 export function mayOpen(packet: Packet, userId: string): boolean {
   if (packet.type === 'personal') return userId === packet.targetId && userId !== packet.senderId;
+  if (userId === packet.senderId) return true;
   if (packet.members !== null) return packet.members.includes(userId);
   return true;
 }

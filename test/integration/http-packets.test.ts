@@ -368,7 +368,7 @@ describe('POST /v1/packets/:id/open', () => {
     await expectConserved(h);
   });
 
-  it('not_eligible: a non-target on a personal packet, the sender of a personal packet, a user outside members', async () => {
+  it('not_eligible: a non-target on a personal packet, the sender of a personal packet, a user outside members; the sender may open their own group packet', async () => {
     await fund(h, 'elig-a', '100.00');
     const personal = await sendOk(h, 'elig-a', { type: 'personal', targetId: 'elig-b', count: 1, amount: '5.20' });
     expect((await open(h, personal.id, 'elig-c')).body).toEqual({ state: 'not_eligible' });
@@ -379,12 +379,14 @@ describe('POST /v1/packets/:id/open', () => {
 
     const members = await sendOk(h, 'elig-a', { type: 'group_lucky', targetId: 'g9', count: 2, amount: '1.00', members: ['elig-b', 'elig-c'] });
     expect((await open(h, members.id, 'elig-d')).body).toEqual({ state: 'not_eligible' });
-    // The sender is not in the list either.
-    expect((await open(h, members.id, 'elig-a')).body).toEqual({ state: 'not_eligible' });
     expect((await open(h, members.id, 'elig-c')).body).toMatchObject({ state: 'claimed', seq: 1 });
+    // API.md: the sender may open their own group packet, listed in members or not.
+    const own = (await open(h, members.id, 'elig-a')).body;
+    expect(own).toMatchObject({ state: 'claimed', seq: 2 });
     await h.settle();
     expect(await balance(h, 'elig-d')).toBe('0.00');
-    expect(await balance(h, 'elig-a')).toBe('93.80');
+    expect(await balance(h, 'elig-c')).toBe(((100 - Math.round(Number(own.amount) * 100)) / 100).toFixed(2));
+    expect(await balance(h, 'elig-a')).toBe((94.8 - 1 + Number(own.amount)).toFixed(2));
     await expectConserved(h);
   });
 
