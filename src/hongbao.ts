@@ -200,7 +200,7 @@ export class Hongbao {
   }
 
   reconcile() {
-    return reconcile(this.database.db);
+    return reconcile(this.database.db, this.log);
   }
 
   async stop(): Promise<void> {
