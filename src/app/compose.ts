@@ -128,10 +128,13 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
   const committer = new GroupCommitter(log);
   const pending = new PendingCredits();
   const consumer = new LedgerConsumer(database.db, log, {
-    onApplied: ({ claims }) => {
+    onApplied: ({ claims, durationMs }) => {
       for (const claim of claims) pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq));
+      metrics.ledgerApplySeconds.observe(durationMs / 1000);
     },
     onError: (error) => logger.warn({ err: error }, 'ledger batch failed; it will be retried'),
+    // A conflicting duplicate is never dropped silently: recorded, counted, logged, reconciled.
+    onConflict: (conflict) => logger.error({ conflict }, `ledger conflict: ${conflict.message}`),
   });
   const engine = new Engine({
     limits,
@@ -149,6 +152,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     onClaimFailed: (claim) => pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq)),
     ...(redis ? { cache: new RedisPacketCache(redis, onCacheError) } : {}),
   });
+  const metrics = createServiceMetrics({ engine, committer, consumer, log, cacheFailures });
   const openRate = options.openRate ?? DEFAULT_OPEN_RATE;
   const localLimiter = new TokenBucketLimiter(openRate.burst, openRate.perSecond);
   const openLimiter =
@@ -162,7 +166,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     pending,
     openLimiter,
     openRetryAfterMs: Math.ceil(1000 / openRate.perSecond),
-    metrics: createServiceMetrics({ engine, committer, consumer, log, cacheFailures }),
+    metrics,
     expireDue,
     checkDependencies: async () => {
       if (redis !== undefined && redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);

@@ -88,6 +88,7 @@ export function createServiceMetrics(sources: MetricSources) {
   countedBy(registry, 'hongbao_log_events_appended_total', 'Events made durable in the event log', () => sources.committer.stats.events);
   countedBy(registry, 'hongbao_ledger_events_applied_total', 'Events applied by the ledger consumer', () => sources.consumer.appliedEvents);
   countedBy(registry, 'hongbao_ledger_failed_batches_total', 'Ledger batches that failed and were retried', () => sources.consumer.failedBatches);
+  countedBy(registry, 'hongbao_ledger_conflicts_total', 'Conflicting duplicates the ledger recorded (see reconciliation)', () => sources.consumer.conflicts);
   countedBy(registry, 'hongbao_cache_failures_total', 'Redis commands that failed; the request was answered without the cache', () => sources.cacheFailures.count);
   return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds };
 }

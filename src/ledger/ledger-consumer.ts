@@ -7,19 +7,33 @@ import { UnavailableError } from '../domain/errors.js';
 import { compareOffsets, type EventLog, type LogBatch, type LogPosition, type Subscription } from '../log/event-log.js';
 import type { ClaimEvent, ExpireEvent } from '../log/events.js';
 import { claimTransferId, escrowAccount, refundTransferId, walletAccount } from '../log/events.js';
+import { compareClaimTerms, newConflict, recordConflicts, type LedgerConflict, type LedgerTerms } from './conflicts.js';
 import { rowsOf, type Db, type Tx } from './database.js';
 import { logPositions } from './schema.js';
-import { postTransfers, type Transfer } from './transfers.js';
+import { postTransfersComparing } from './transfers.js';
+
+export type { LedgerConflict, LedgerConflictCode } from './conflicts.js';
 
 export interface AppliedBatch {
+  /** Every claim of the batch: booked, replayed, or recorded as a conflict; the ledger is done with each. */
   readonly claims: readonly ClaimEvent[];
   readonly expiries: readonly ExpireEvent[];
+  /** The conflicts this batch recorded for the first time (a replay records none again). */
+  readonly conflicts: readonly LedgerConflict[];
+  /** How long the batch's transaction took, from its first statement to its commit. */
+  readonly durationMs: number;
 }
 
 export interface ConsumerOptions {
   /** Called after each committed batch (pending credits, metrics). */
   readonly onApplied?: (batch: AppliedBatch) => void;
   readonly onError?: (error: unknown) => void;
+  /**
+   * Called after the batch committed, once per newly recorded conflict: an event the ledger
+   * did not apply because its id exists with other terms. Log it as an error; it is also
+   * recorded in ledger_conflicts and reported by reconciliation.
+   */
+  readonly onConflict?: (conflict: LedgerConflict) => void;
 }
 
 /** How often a waiter re-reads the stored positions, for a consumer running in another process. */
@@ -36,6 +50,8 @@ export class LedgerConsumer {
   private subscription: Subscription | undefined;
   appliedEvents = 0;
   failedBatches = 0;
+  /** Conflicts recorded by this consumer since it was built (replays of known conflicts not counted). */
+  conflicts = 0;
 
   constructor(
     private readonly db: Db,
@@ -105,11 +121,16 @@ export class LedgerConsumer {
   private async handle(batch: LogBatch): Promise<void> {
     const claims = batch.events.filter((event): event is ClaimEvent => event.kind === 'claim');
     const expiries = batch.events.filter((event): event is ExpireEvent => event.kind === 'expire');
+    let recorded: LedgerConflict[];
+    const startedMs = performance.now();
     try {
-      await this.db.transaction(async (tx) => {
-        await applyClaims(tx, claims);
-        await applyExpiries(tx, expiries);
+      // Conflicts are recorded in the batch's own transaction: the consumer moves past a
+      // conflicting event (no crash loop) and the record of it cannot be lost.
+      recorded = await this.db.transaction(async (tx) => {
+        const conflicts = [...(await applyClaims(tx, claims)), ...(await applyExpiries(tx, expiries))];
+        const fresh = await recordConflicts(tx, conflicts);
         await storePositions(tx, this.log.name, batch.positions);
+        return fresh;
       });
     } catch (error) {
       this.failedBatches += 1;
@@ -117,48 +138,127 @@ export class LedgerConsumer {
       throw error;
     }
     this.appliedEvents += batch.events.length;
+    this.conflicts += recorded.length;
     for (const position of batch.positions) this.advance(position);
-    this.options.onApplied?.({ claims, expiries });
+    for (const conflict of recorded) this.options.onConflict?.(conflict);
+    this.options.onApplied?.({ claims, expiries, conflicts: recorded, durationMs: performance.now() - startedMs });
     const ready = this.waiters.filter((waiter) => this.reached(waiter.position));
     this.waiters = this.waiters.filter((waiter) => !this.reached(waiter.position));
     for (const waiter of ready) waiter.resolve();
   }
 }
 
-/** Inserts the new claims, posts their transfers, and moves each packet's counters. */
-export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  const inserted = await rowsOf<{ packet_id: string; seq: number; user_id: string; amount_fen: string | number }>(
+interface StoredClaim {
+  readonly seq: number;
+  readonly userId: string;
+  readonly amountFen: number;
+}
+
+const claimTerms = (packetId: string, seq: number, userId: string, amountFen: number): LedgerTerms => ({
+  debitAccountId: escrowAccount(packetId),
+  creditAccountId: walletAccount(userId),
+  amountFen,
+  userId,
+  seq,
+});
+
+/**
+ * Each claim is compared with what the packet already holds, in batch order: the same
+ * (packet, seq) with the same user and amount is a replay (nothing to do); with another user
+ * or amount, or a user who already holds another seq, it is a conflict and is not applied.
+ */
+async function classifyClaims(tx: Tx, events: readonly ClaimEvent[]): Promise<{ fresh: ClaimEvent[]; conflicts: LedgerConflict[] }> {
+  // Only the rows that can meet this batch: the same (packet, seq) or the same (packet, user), both indexed.
+  const stored = await rowsOf<{ packet_id: string; seq: number; user_id: string; amount_fen: string | number }>(
     tx,
-    sql`insert into claims (packet_id, seq, user_id, amount_fen, claimed_at)
-        select packet_id, seq, user_id, amount_fen, timestamptz 'epoch' + at_ms * interval '1 millisecond'
+    sql`select distinct c.packet_id, c.seq, c.user_id, c.amount_fen
         from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
                     ${sql.param(events.map((event) => event.seq))}::int[],
-                    ${sql.param(events.map((event) => event.userId))}::text[],
-                    ${sql.param(events.map((event) => String(event.amountFen)))}::bigint[],
-                    ${sql.param(events.map((event) => String(event.atMs)))}::bigint[])
-             as input(packet_id, seq, user_id, amount_fen, at_ms)
-        on conflict do nothing
-        returning packet_id, seq, user_id, amount_fen`,
+                    ${sql.param(events.map((event) => event.userId))}::text[]) as input(packet_id, seq, user_id)
+        join claims c on c.packet_id = input.packet_id and (c.seq = input.seq or c.user_id = input.user_id)`,
   );
-  if (inserted.length === 0) return;
-  const transfers: Transfer[] = inserted.map((row) => ({
-    id: claimTransferId(row.packet_id, row.seq),
-    debitAccountId: escrowAccount(row.packet_id),
-    creditAccountId: walletAccount(row.user_id),
-    amountFen: Number(row.amount_fen),
-  }));
-  await postTransfers(tx, transfers);
+  const bySeq = new Map<string, StoredClaim>();
+  const byUser = new Map<string, StoredClaim>();
+  const remember = (packetId: string, claim: StoredClaim) => {
+    bySeq.set(claimTransferId(packetId, claim.seq), claim);
+    byUser.set(`${packetId}\u0000${claim.userId}`, claim);
+  };
+  for (const row of stored) remember(row.packet_id, { seq: row.seq, userId: row.user_id, amountFen: Number(row.amount_fen) });
+
+  const fresh: ClaimEvent[] = [];
+  const conflicts: LedgerConflict[] = [];
+  for (const event of events) {
+    const id = claimTransferId(event.packetId, event.seq);
+    const expected = claimTerms(event.packetId, event.seq, event.userId, event.amountFen);
+    const sameSeq = bySeq.get(id);
+    if (sameSeq !== undefined) {
+      const storedTerms = claimTerms(event.packetId, sameSeq.seq, sameSeq.userId, sameSeq.amountFen);
+      const code = compareClaimTerms(expected, storedTerms);
+      if (code !== null) conflicts.push(newConflict(code, id, event.packetId, expected, storedTerms));
+      continue;
+    }
+    const sameUser = byUser.get(`${event.packetId}\u0000${event.userId}`);
+    if (sameUser !== undefined) {
+      const storedTerms = claimTerms(event.packetId, sameUser.seq, sameUser.userId, sameUser.amountFen);
+      conflicts.push(newConflict('user_already_claimed_other_seq', id, event.packetId, expected, storedTerms));
+      continue;
+    }
+    remember(event.packetId, { seq: event.seq, userId: event.userId, amountFen: event.amountFen });
+    fresh.push(event);
+  }
+  return { fresh, conflicts };
+}
+
+/**
+ * Inserts the new claims, posts their transfers, and moves each packet's counters. Returns the
+ * conflicts met (claims that were not applied); the rest of the batch is applied regardless.
+ */
+export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promise<LedgerConflict[]> {
+  if (events.length === 0) return [];
+  const classified = await classifyClaims(tx, events);
+  const conflicts = [...classified.conflicts];
+  if (classified.fresh.length === 0) return conflicts;
+
+  // A transfer id can exist without its claim row only through a bug or a hand edit: compared all the same.
+  const posting = await postTransfersComparing(
+    tx,
+    classified.fresh.map((event) => ({
+      id: claimTransferId(event.packetId, event.seq),
+      debitAccountId: escrowAccount(event.packetId),
+      creditAccountId: walletAccount(event.userId),
+      amountFen: event.amountFen,
+    })),
+  );
+  const transferConflicts = new Map(posting.conflicts.map((conflict) => [conflict.transferId, conflict]));
+  const inserted: ClaimEvent[] = [];
+  for (const event of classified.fresh) {
+    const conflict = transferConflicts.get(claimTransferId(event.packetId, event.seq));
+    if (conflict === undefined) inserted.push(event);
+    else conflicts.push({ ...conflict, packetId: event.packetId, expected: { ...conflict.expected, userId: event.userId, seq: event.seq } });
+  }
+  if (inserted.length === 0) return conflicts;
+
+  // No "on conflict": every claim here was compared above. A concurrent writer of the same
+  // packet (two consumers during a rebalance) fails this batch, which is then read again and compared.
+  await tx.execute(
+    sql`insert into claims (packet_id, seq, user_id, amount_fen, claimed_at)
+        select packet_id, seq, user_id, amount_fen, timestamptz 'epoch' + at_ms * interval '1 millisecond'
+        from unnest(${sql.param(inserted.map((event) => event.packetId))}::text[],
+                    ${sql.param(inserted.map((event) => event.seq))}::int[],
+                    ${sql.param(inserted.map((event) => event.userId))}::text[],
+                    ${sql.param(inserted.map((event) => String(event.amountFen)))}::bigint[],
+                    ${sql.param(inserted.map((event) => String(event.atMs)))}::bigint[])
+             as input(packet_id, seq, user_id, amount_fen, at_ms)`,
+  );
 
   // Move each packet's counters by what this batch added (no re-scan of its claims).
   const added = new Map<string, { count: number; fen: number; lastMs: number }>();
-  const atMs = new Map(events.map((event) => [claimTransferId(event.packetId, event.seq), event.atMs]));
-  for (const row of inserted) {
-    const entry = added.get(row.packet_id) ?? { count: 0, fen: 0, lastMs: 0 };
+  for (const event of inserted) {
+    const entry = added.get(event.packetId) ?? { count: 0, fen: 0, lastMs: 0 };
     entry.count += 1;
-    entry.fen += Number(row.amount_fen);
-    entry.lastMs = Math.max(entry.lastMs, atMs.get(claimTransferId(row.packet_id, row.seq)) ?? 0);
-    added.set(row.packet_id, entry);
+    entry.fen += event.amountFen;
+    entry.lastMs = Math.max(entry.lastMs, event.atMs);
+    added.set(event.packetId, entry);
   }
   const touched = await rowsOf<{ id: string; type: string; status: string }>(
     tx,
@@ -184,13 +284,17 @@ export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promis
         select seq from claims best where best.packet_id = packets.id order by best.amount_fen desc, best.seq asc limit 1)
       where id = any(${sql.param(finishedLucky.map((row) => row.id))}::text[])`);
   }
+  return conflicts;
 }
 
-/** Refunds the remainder of each expired packet to its sender, once, and closes the packet. */
-export async function applyExpiries(tx: Tx, events: readonly ExpireEvent[]): Promise<void> {
-  if (events.length === 0) return;
+/**
+ * Refunds the remainder of each expired packet to its sender, once, and closes the packet.
+ * A refund id that exists with other terms is a conflict: that packet is left as it is.
+ */
+export async function applyExpiries(tx: Tx, events: readonly ExpireEvent[]): Promise<LedgerConflict[]> {
+  if (events.length === 0) return [];
   const refunds = events.filter((event) => event.refundFen > 0);
-  await postTransfers(
+  const posting = await postTransfersComparing(
     tx,
     refunds.map((event) => ({
       id: refundTransferId(event.packetId),
@@ -199,11 +303,17 @@ export async function applyExpiries(tx: Tx, events: readonly ExpireEvent[]): Pro
       amountFen: event.refundFen,
     })),
   );
-  await tx.execute(sql`
-    update packets set status = 'expired', refund_fen = input.refund_fen
-    from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
-                ${sql.param(events.map((event) => String(event.refundFen)))}::bigint[]) as input(packet_id, refund_fen)
-    where packets.id = input.packet_id and packets.status = 'live'`);
+  const conflicted = new Set(posting.conflicts.map((conflict) => conflict.transferId));
+  const closing = events.filter((event) => !conflicted.has(refundTransferId(event.packetId)));
+  if (closing.length > 0) {
+    await tx.execute(sql`
+      update packets set status = 'expired', refund_fen = input.refund_fen
+      from unnest(${sql.param(closing.map((event) => event.packetId))}::text[],
+                  ${sql.param(closing.map((event) => String(event.refundFen)))}::bigint[]) as input(packet_id, refund_fen)
+      where packets.id = input.packet_id and packets.status = 'live'`);
+  }
+  const packetOf = new Map(refunds.map((event) => [refundTransferId(event.packetId), event.packetId]));
+  return posting.conflicts.map((conflict) => ({ ...conflict, packetId: packetOf.get(conflict.transferId) ?? null }));
 }
 
 async function storePositions(tx: Tx, log: string, positions: readonly LogPosition[]): Promise<void> {

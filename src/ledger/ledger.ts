@@ -77,7 +77,7 @@ export class Ledger {
   }
 
   reconcile(): Promise<ReconciliationReport> {
-    return this.guard(() => reconcile(this.database.db));
+    return this.guard(() => reconcile(this.database.db, this.log));
   }
 
   /** Resolves when the database answers. */

@@ -1,11 +1,18 @@
 // 对账: proves the books. Every closed packet: Σ claims + refund = total and its escrow is 0;
 // every live packet: escrow = total − Σ claims; every account: balance = Σ its transfers;
-// the whole book: Σ balances = 0.
-import { sql } from 'drizzle-orm';
-import { rowsOf, type Db } from './database.js';
+// the whole book: Σ balances = 0. Every recorded conflict is a discrepancy until resolved.
+// And the log is held against the ledger: every claim the log holds up to the consumer's
+// stored position is booked with the same terms and has its transfer.
+// Sums are bigint (and read as text): Σ over many accounts can pass 2^53 fen.
+import { eq, sql } from 'drizzle-orm';
+import type { EventLog, LogPosition } from '../log/event-log.js';
+import { claimTransferId, escrowAccount, walletAccount, type ClaimEvent, type PacketEvent } from '../log/events.js';
+import { conflictIdOfEvent, loadConflicts } from './conflicts.js';
+import { rowsOf, type Db, type Tx } from './database.js';
+import { logPositions } from './schema.js';
 
 export interface Discrepancy {
-  readonly kind: 'packet' | 'account' | 'book';
+  readonly kind: 'packet' | 'account' | 'book' | 'conflict' | 'log';
   readonly id: string;
   readonly message: string;
 }
@@ -13,56 +20,138 @@ export interface Discrepancy {
 export interface ReconciliationReport {
   readonly checkedPackets: number;
   readonly checkedAccounts: number;
+  /** Claim events read from the log up to the consumer's stored positions. */
+  readonly checkedLogClaims: number;
   readonly discrepancies: Discrepancy[];
 }
 
-const num = (value: string | number | null) => Number(value ?? 0);
+type Amount = string | number | null;
+const fen = (value: Amount) => BigInt(value ?? 0);
 
-export async function reconcile(db: Db): Promise<ReconciliationReport> {
-  return db.transaction(async (tx) => {
-    // One snapshot for all three checks, so a batch committing meanwhile cannot show as a gap.
+export async function reconcile(db: Db, log: EventLog): Promise<ReconciliationReport> {
+  const discrepancies: Discrepancy[] = [];
+  const { checkedPackets, checkedAccounts } = await db.transaction(async (tx) => {
+    // One snapshot for the book checks, so a batch committing meanwhile cannot show as a gap.
     await tx.execute(sql`set transaction isolation level repeatable read`);
-    const discrepancies: Discrepancy[] = [];
+    return { checkedPackets: await checkPackets(tx, discrepancies), checkedAccounts: await checkAccounts(tx, discrepancies) };
+  });
+  // The log check needs no snapshot, and must not hold one: the table log reads through the
+  // database handle, which an open transaction would block on PGlite. It reads the stored
+  // positions first; what the ledger applied before them (claims and conflicts alike) committed
+  // with them and is never deleted, so every later read sees it.
+  const until = await storedPositions(db, log);
+  const conflicts = await loadConflicts(db);
+  for (const conflict of conflicts) discrepancies.push({ kind: 'conflict', id: conflict.id, message: conflict.message });
+  const checkedLogClaims = await checkLog(db, log, until, new Set(conflicts.map((conflict) => conflict.id)), discrepancies);
+  return { checkedPackets, checkedAccounts, checkedLogClaims, discrepancies };
+}
 
-    const packetRows = await rowsOf<{
-      id: string; status: string; total_fen: string | number; claimed_fen: string | number | null;
-      refund_fen: string | number | null; escrow_fen: string | number | null; sent_fen: string | number | null;
-    }>(
-      tx,
-      sql`select p.id, p.status, p.total_fen, p.refund_fen,
-            (select sum(amount_fen) from claims c where c.packet_id = p.id) as claimed_fen,
-            (select balance_fen from accounts a where a.id = 'escrow:' || p.id) as escrow_fen,
-            (select amount_fen from transfers t where t.id = 'send:' || p.id) as sent_fen
-          from packets p`,
-    );
-    for (const row of packetRows) {
-      const total = num(row.total_fen);
-      const claimed = num(row.claimed_fen);
-      const refund = num(row.refund_fen);
-      const escrow = num(row.escrow_fen);
-      if (num(row.sent_fen) !== total) discrepancies.push({ kind: 'packet', id: row.id, message: `sent ${num(row.sent_fen)} ≠ total ${total}` });
-      if (row.status === 'live') {
-        if (escrow !== total - claimed) discrepancies.push({ kind: 'packet', id: row.id, message: `escrow ${escrow} ≠ total ${total} − claims ${claimed}` });
-      } else if (claimed + refund !== total || escrow !== 0) {
-        discrepancies.push({ kind: 'packet', id: row.id, message: `claims ${claimed} + refund ${refund} ≠ total ${total} or escrow ${escrow} ≠ 0` });
-      }
-    }
+async function storedPositions(db: Db, log: EventLog): Promise<LogPosition[]> {
+  const stored = await db.select().from(logPositions).where(eq(logPositions.log, log.name));
+  return stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
+}
 
-    const accountRows = await rowsOf<{ id: string; balance_fen: string | number; posted_fen: string | number | null }>(
-      tx,
-      sql`select a.id, a.balance_fen,
-            coalesce((select sum(amount_fen) from transfers where credit_account_id = a.id), 0)
-          - coalesce((select sum(amount_fen) from transfers where debit_account_id = a.id), 0) as posted_fen
-          from accounts a`,
-    );
-    let book = 0;
-    for (const row of accountRows) {
-      book += num(row.balance_fen);
-      if (num(row.balance_fen) !== num(row.posted_fen)) {
-        discrepancies.push({ kind: 'account', id: row.id, message: `balance ${num(row.balance_fen)} ≠ Σ transfers ${num(row.posted_fen)}` });
-      }
+async function checkPackets(tx: Tx, discrepancies: Discrepancy[]): Promise<number> {
+  const rows = await rowsOf<{ id: string; status: string; total_fen: Amount; claimed_fen: Amount; refund_fen: Amount; escrow_fen: Amount; sent_fen: Amount }>(
+    tx,
+    sql`select p.id, p.status, p.total_fen::text as total_fen, p.refund_fen::text as refund_fen,
+          (select sum(amount_fen)::text from claims c where c.packet_id = p.id) as claimed_fen,
+          (select balance_fen::text from accounts a where a.id = 'escrow:' || p.id) as escrow_fen,
+          (select amount_fen::text from transfers t where t.id = 'send:' || p.id) as sent_fen
+        from packets p`,
+  );
+  for (const row of rows) {
+    const total = fen(row.total_fen);
+    const claimed = fen(row.claimed_fen);
+    const refund = fen(row.refund_fen);
+    const escrow = fen(row.escrow_fen);
+    const sent = fen(row.sent_fen);
+    if (sent !== total) discrepancies.push({ kind: 'packet', id: row.id, message: `sent ${sent} ≠ total ${total}` });
+    if (row.status === 'live') {
+      if (escrow !== total - claimed) discrepancies.push({ kind: 'packet', id: row.id, message: `escrow ${escrow} ≠ total ${total} − claims ${claimed}` });
+    } else if (claimed + refund !== total || escrow !== 0n) {
+      discrepancies.push({ kind: 'packet', id: row.id, message: `claims ${claimed} + refund ${refund} ≠ total ${total} or escrow ${escrow} ≠ 0` });
     }
-    if (book !== 0) discrepancies.push({ kind: 'book', id: 'all', message: `Σ balances is ${book}, not 0` });
-    return { checkedPackets: packetRows.length, checkedAccounts: accountRows.length, discrepancies };
+  }
+  return rows.length;
+}
+
+async function checkAccounts(tx: Tx, discrepancies: Discrepancy[]): Promise<number> {
+  const rows = await rowsOf<{ id: string; balance_fen: Amount; posted_fen: Amount }>(
+    tx,
+    sql`select a.id, a.balance_fen::text as balance_fen,
+          (coalesce((select sum(amount_fen) from transfers where credit_account_id = a.id), 0)
+         - coalesce((select sum(amount_fen) from transfers where debit_account_id = a.id), 0))::text as posted_fen
+        from accounts a`,
+  );
+  let book = 0n;
+  for (const row of rows) {
+    const balance = fen(row.balance_fen);
+    const posted = fen(row.posted_fen);
+    book += balance;
+    if (balance !== posted) discrepancies.push({ kind: 'account', id: row.id, message: `balance ${balance} ≠ Σ transfers ${posted}` });
+  }
+  if (book !== 0n) discrepancies.push({ kind: 'book', id: 'all', message: `Σ balances is ${book}, not 0` });
+  return rows.length;
+}
+
+/**
+ * Every claim in the log before the consumer's stored positions must be booked: its claim row
+ * with the same user and amount, and its transfer escrow → wallet. A claim recorded as a
+ * conflict is already reported as one. Reads the log batch by batch (bounded memory). On Kafka
+ * the check covers what retention kept: records already deleted cannot be held against the ledger.
+ */
+async function checkLog(
+  db: Db,
+  log: EventLog,
+  until: readonly LogPosition[],
+  recordedConflicts: ReadonlySet<string>,
+  discrepancies: Discrepancy[],
+): Promise<number> {
+  let checked = 0;
+  /** A claim event met again in the log (a producer retry) is checked once. */
+  const seen = new Set<string>();
+  await log.scan(until, async (events: readonly PacketEvent[]) => {
+    const claims = events.filter((event): event is ClaimEvent => event.kind === 'claim');
+    checked += claims.length;
+    const fresh: ClaimEvent[] = [];
+    for (const event of claims) {
+      const key = conflictIdOfEvent(event);
+      if (seen.has(key) || recordedConflicts.has(key)) continue;
+      seen.add(key);
+      fresh.push(event);
+    }
+    if (fresh.length > 0) await checkBooked(db, fresh, discrepancies);
+  });
+  return checked;
+}
+
+async function checkBooked(db: Db, events: readonly ClaimEvent[], discrepancies: Discrepancy[]): Promise<void> {
+  const rows = await rowsOf<{ user_id: string | null; amount_fen: Amount; debit_account_id: string | null; credit_account_id: string | null; transfer_fen: Amount }>(
+    db,
+    sql`select c.user_id, c.amount_fen::text as amount_fen, t.debit_account_id, t.credit_account_id, t.amount_fen::text as transfer_fen
+        from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
+                    ${sql.param(events.map((event) => event.seq))}::int[],
+                    ${sql.param(events.map((event) => claimTransferId(event.packetId, event.seq)))}::text[])
+             with ordinality as input(packet_id, seq, transfer_id, position)
+        left join claims c on c.packet_id = input.packet_id and c.seq = input.seq
+        left join transfers t on t.id = input.transfer_id
+        order by input.position`,
+  );
+  events.forEach((event, index) => {
+    const row = rows[index];
+    const id = claimTransferId(event.packetId, event.seq);
+    const asked = `user ${event.userId} ${event.amountFen} fen`;
+    if (row === undefined || row.user_id === null) {
+      discrepancies.push({ kind: 'log', id, message: `${id}: in the log (${asked}) but not booked` });
+    } else if (row.user_id !== event.userId || fen(row.amount_fen) !== BigInt(event.amountFen)) {
+      discrepancies.push({ kind: 'log', id, message: `${id}: the log says ${asked}, the ledger booked user ${row.user_id} ${row.amount_fen} fen` });
+    } else if (
+      row.debit_account_id !== escrowAccount(event.packetId) ||
+      row.credit_account_id !== walletAccount(event.userId) ||
+      fen(row.transfer_fen) !== BigInt(event.amountFen)
+    ) {
+      discrepancies.push({ kind: 'log', id, message: `${id}: booked, but its transfer is ${row.debit_account_id ?? 'missing'} → ${row.credit_account_id ?? 'missing'} ${row.transfer_fen ?? 0} fen` });
+    }
   });
 }

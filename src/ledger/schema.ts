@@ -102,3 +102,27 @@ export const idempotencyKeys = pgTable(
   },
   (table) => [primaryKey({ columns: [table.userId, table.route, table.key] })],
 );
+
+/**
+ * Conflicts the ledger met and did not apply: an event or transfer whose id (or claim key)
+ * exists with other terms. Written in the same transaction as the batch that met it; the id
+ * is derived from the conflicting terms, so a replay records nothing new. Reconciliation
+ * reports every row until an operator resolves it.
+ */
+export const ledgerConflicts = pgTable(
+  'ledger_conflicts',
+  {
+    id: text('id').primaryKey(),
+    /** exists_with_different_amount | exists_with_different_user | exists_with_different_accounts | user_already_claimed_other_seq */
+    code: text('code').notNull(),
+    transferId: text('transfer_id').notNull(),
+    packetId: text('packet_id'),
+    /** The terms the event asked for. */
+    expected: jsonb('expected').notNull(),
+    /** The terms the ledger already held. */
+    stored: jsonb('stored').notNull(),
+    message: text('message').notNull(),
+    recordedAt: moment('recorded_at').notNull().default(sql`now()`),
+  },
+  (table) => [index('ledger_conflicts_packet_idx').on(table.packetId)],
+);

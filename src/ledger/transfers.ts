@@ -1,9 +1,11 @@
 // Double-entry posting. A transfer debits one account and credits another by the same
 // amount, so Σ of all balances stays 0. The transfer id is the idempotency key: posting
-// the same transfer again changes nothing; the same id with other terms is a broken invariant.
+// the same transfer again changes nothing; the same id with other terms is a named conflict
+// (exists_with_different_accounts / exists_with_different_amount), never silently skipped.
 import { sql } from 'drizzle-orm';
 import { InvariantError } from '../domain/errors.js';
 import type { Fen } from '../money/money.js';
+import { compareTransferTerms, newConflict, type LedgerConflict, type LedgerTerms } from './conflicts.js';
 import { rowsOf, type Executor } from './database.js';
 
 export interface Transfer {
@@ -13,13 +15,39 @@ export interface Transfer {
   readonly amountFen: Fen;
 }
 
+export interface PostedTransfers {
+  /** Ids that were new and moved money. */
+  readonly posted: Set<string>;
+  /** Ids that exist with other terms: nothing was moved for them. */
+  readonly conflicts: LedgerConflict[];
+}
+
+/** A caller asked for a transfer whose id exists with other terms; carries the named conflicts. */
+export class TransferConflictError extends InvariantError {
+  constructor(readonly conflicts: readonly LedgerConflict[]) {
+    super(conflicts.map((conflict) => conflict.message).join('; '));
+  }
+}
+
 /**
- * Posts a batch of transfers in bulk: one statement inserts the new ones and moves the
- * balances by exactly what was inserted; duplicates are skipped. Run it inside a transaction.
+ * Posts a batch of transfers in bulk and throws TransferConflictError (an InvariantError) if an
+ * id exists with other terms: for callers to whom that is a bug (a deposit reference reused).
  * Returns the ids that were new.
  */
 export async function postTransfers(executor: Executor, transfers: readonly Transfer[]): Promise<Set<string>> {
-  if (transfers.length === 0) return new Set();
+  const { posted, conflicts } = await postTransfersComparing(executor, transfers);
+  if (conflicts.length > 0) throw new TransferConflictError(conflicts);
+  return posted;
+}
+
+/**
+ * Posts a batch of transfers in bulk: one statement inserts the new ones and moves the
+ * balances by exactly what was inserted. An id already there is compared field by field:
+ * the same terms are a replay (nothing to do), other terms a conflict in the result.
+ * Run it inside a transaction.
+ */
+export async function postTransfersComparing(executor: Executor, transfers: readonly Transfer[]): Promise<PostedTransfers> {
+  if (transfers.length === 0) return { posted: new Set(), conflicts: [] };
   for (const transfer of transfers) {
     if (!Number.isSafeInteger(transfer.amountFen) || transfer.amountFen <= 0) {
       throw new InvariantError(`transfer ${transfer.id}: amount must be a positive integer of fen`);
@@ -57,30 +85,37 @@ export async function postTransfers(executor: Executor, transfers: readonly Tran
         select id from inserted`,
   );
   const insertedIds = new Set(inserted.map((row) => row.id));
-  // Only ids that were already there can disagree with what we were asked to post: check those.
+  // Only ids that were already there can disagree with what we were asked to post: compare those.
   const existing = transfers.filter((transfer) => !insertedIds.has(transfer.id));
-  if (existing.length > 0) await assertSameTerms(executor, existing);
-  return insertedIds;
+  const conflicts = existing.length > 0 ? await compareWithStored(executor, existing) : [];
+  return { posted: insertedIds, conflicts };
 }
 
-async function assertSameTerms(executor: Executor, transfers: readonly Transfer[]): Promise<void> {
+const termsOf = (transfer: { debitAccountId: string; creditAccountId: string; amountFen: Fen }): LedgerTerms => ({
+  debitAccountId: transfer.debitAccountId,
+  creditAccountId: transfer.creditAccountId,
+  amountFen: transfer.amountFen,
+  userId: null,
+  seq: null,
+});
+
+async function compareWithStored(executor: Executor, transfers: readonly Transfer[]): Promise<LedgerConflict[]> {
   const stored = await rowsOf<{ id: string; debit_account_id: string; credit_account_id: string; amount_fen: string | number }>(
     executor,
     sql`select id, debit_account_id, credit_account_id, amount_fen from transfers
         where id = any(${sql.param(transfers.map((transfer) => transfer.id))}::text[])`,
   );
   const byId = new Map(stored.map((row) => [row.id, row]));
+  const conflicts: LedgerConflict[] = [];
   for (const transfer of transfers) {
     const row = byId.get(transfer.id);
-    if (
-      row === undefined ||
-      row.debit_account_id !== transfer.debitAccountId ||
-      row.credit_account_id !== transfer.creditAccountId ||
-      Number(row.amount_fen) !== transfer.amountFen
-    ) {
-      throw new InvariantError(`transfer ${transfer.id} exists with different accounts or amount`);
-    }
+    // Not inserted yet not there: the insert above cannot have skipped it for any other reason.
+    if (row === undefined) throw new InvariantError(`transfer ${transfer.id} was neither inserted nor found`);
+    const stored = termsOf({ debitAccountId: row.debit_account_id, creditAccountId: row.credit_account_id, amountFen: Number(row.amount_fen) });
+    const code = compareTransferTerms(termsOf(transfer), stored);
+    if (code !== null) conflicts.push(newConflict(code, transfer.id, null, termsOf(transfer), stored));
   }
+  return conflicts;
 }
 
 export async function balanceOf(executor: Executor, accountId: string): Promise<Fen> {

@@ -33,6 +33,13 @@ export interface EventLog {
   headFor(packetId: string): Promise<LogPosition>;
   /** The end of every partition now: once the ledger reached them all, it has applied every durable event. */
   heads(): Promise<LogPosition[]>;
+  /**
+   * Reads the log's history: every partition from its start up to `until` (exclusive), in
+   * order per partition, in bounded batches; a partition not listed is not read. The next
+   * batch comes after `visit` resolved. For audits (reconciliation), not the hot path.
+   * A log with retention (Kafka) starts each partition at the oldest record it still holds.
+   */
+  scan(until: readonly LogPosition[], visit: (events: readonly PacketEvent[]) => Promise<void> | void): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -25,6 +25,7 @@ import {
 import { pino } from 'pino';
 import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
 import type { PacketEvent } from './events.js';
+import { scanKafka } from './kafka-scan.js';
 
 /** The little this log needs from a logger; a pino Logger fits. */
 export interface KafkaLogLogger {
@@ -407,21 +408,7 @@ export class KafkaLog implements EventLog {
     };
 
     const start = async (): Promise<void> => {
-      const created = this.kafka.consumer({
-        groupId: this.options.groupId,
-        partitionAssigners: [PartitionAssigners.roundRobin],
-        sessionTimeout: SESSION_TIMEOUT_MS,
-        rebalanceTimeout: REBALANCE_TIMEOUT_MS,
-        heartbeatInterval: HEARTBEAT_INTERVAL_MS,
-        metadataMaxAge: METADATA_MAX_AGE_MS,
-        allowAutoTopicCreation: false,
-        maxWaitTimeInMs: MAX_WAIT_MS,
-        minBytes: MIN_BYTES,
-        maxBytes: MAX_BYTES,
-        maxBytesPerPartition: MAX_BYTES_PER_PARTITION,
-        readUncommitted: false,
-        retry: { ...RETRY, restartOnFailure: async () => running },
-      });
+      const created = this.consumerOf(this.options.groupId, async () => running);
       consumer = created;
       // Each (re)assignment starts from committed offsets kafkajs would look up in Kafka, where
       // nothing is ever committed. Seek every assigned partition to where this reader stands.
@@ -479,6 +466,42 @@ export class KafkaLog implements EventLog {
     };
     this.subscriptions.add(subscription);
     return subscription;
+  }
+
+  /** A consumer of the given group with this log's settings; it never commits offsets. */
+  private consumerOf(groupId: string, restartOnFailure: () => Promise<boolean>): Consumer {
+    return this.kafka.consumer({
+      groupId,
+      partitionAssigners: [PartitionAssigners.roundRobin],
+      sessionTimeout: SESSION_TIMEOUT_MS,
+      rebalanceTimeout: REBALANCE_TIMEOUT_MS,
+      heartbeatInterval: HEARTBEAT_INTERVAL_MS,
+      metadataMaxAge: METADATA_MAX_AGE_MS,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: MAX_WAIT_MS,
+      minBytes: MIN_BYTES,
+      maxBytes: MAX_BYTES,
+      maxBytesPerPartition: MAX_BYTES_PER_PARTITION,
+      readUncommitted: false,
+      retry: { ...RETRY, restartOnFailure },
+    });
+  }
+
+  /** See EventLog.scan and kafka-scan.ts: a throwaway group, deleted afterwards. Covers what retention kept. */
+  async scan(until: readonly LogPosition[], visit: (events: readonly PacketEvent[]) => Promise<void> | void): Promise<void> {
+    if (this.closed) throw new Error('kafka log is closed');
+    await scanKafka(
+      {
+        admin: this.admin,
+        topic: this.options.topic,
+        // A scan that kafkajs gave up on fails; the caller (reconciliation) runs again later.
+        consumerOf: (groupId) => this.consumerOf(groupId, async () => false),
+        groupIdPrefix: this.options.groupId,
+        onCleanupError: (error, groupId) => this.logger.warn({ err: error, groupId }, 'kafka scan group not deleted'),
+      },
+      until,
+      visit,
+    );
   }
 
   async headFor(packetId: string): Promise<LogPosition> {

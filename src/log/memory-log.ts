@@ -55,5 +55,12 @@ export class MemoryLog implements EventLog {
     return [await this.headFor()];
   }
 
+  async scan(until: readonly LogPosition[], visit: (events: readonly PacketEvent[]) => Promise<void> | void): Promise<void> {
+    const end = Math.min(Number(until.find((position) => position.partition === 0)?.nextOffset ?? '0'), this.events.length);
+    for (let next = 0; next < end; next += READ_BATCH_EVENTS_MAX) {
+      await visit(this.events.slice(next, Math.min(next + READ_BATCH_EVENTS_MAX, end)));
+    }
+  }
+
   async close(): Promise<void> {}
 }

@@ -26,6 +26,9 @@ async function rows<Row>(executor: SqlExecutor, query: SQL): Promise<Row[]> {
   return ((await executor.execute(query)) as { rows: Row[] }).rows;
 }
 
+/** node-postgres hands jsonb back parsed; some drivers hand it back as text. */
+const parseEvent = (event: PacketEvent | string): PacketEvent => (typeof event === 'string' ? (JSON.parse(event) as PacketEvent) : event);
+
 export class TableLog implements EventLog {
   readonly name = 'table';
   private readonly wakers = new Set<() => void>();
@@ -75,7 +78,7 @@ export class TableLog implements EventLog {
           await sleep(IDLE_POLL_MS);
           continue;
         }
-        const events = read.map((row) => (typeof row.event === 'string' ? (JSON.parse(row.event) as PacketEvent) : row.event));
+        const events = read.map((row) => parseEvent(row.event));
         const after = BigInt(read[read.length - 1]!.seq) + 1n;
         try {
           await handler({ events, positions: [{ partition: 0, nextOffset: after.toString() }] });
@@ -105,6 +108,21 @@ export class TableLog implements EventLog {
 
   async heads(): Promise<LogPosition[]> {
     return [await this.headFor()];
+  }
+
+  async scan(until: readonly LogPosition[], visit: (events: readonly PacketEvent[]) => Promise<void> | void): Promise<void> {
+    const end = BigInt(until.find((position) => position.partition === 0)?.nextOffset ?? '0');
+    let next = 0n;
+    while (next < end) {
+      const read = await rows<{ seq: string | number; event: PacketEvent | string }>(
+        this.executor,
+        sql`select seq, event from log_events where seq >= ${String(next)}::bigint and seq < ${String(end)}::bigint
+            order by seq limit ${READ_BATCH_EVENTS_MAX}`,
+      );
+      if (read.length === 0) return;
+      await visit(read.map((row) => parseEvent(row.event)));
+      next = BigInt(read[read.length - 1]!.seq) + 1n;
+    }
   }
 
   async close(): Promise<void> {}

@@ -68,11 +68,12 @@ describe('health, readiness, metrics, OpenAPI', () => {
       'hongbao_ledger_events_applied_total',
       'hongbao_ledger_failed_batches_total',
       'hongbao_cache_failures_total',
+      'hongbao_ledger_conflicts_total',
       'hongbao_http_requests_total',
     ]) {
       expect(typeOf(counter), counter).toBe('counter');
     }
-    for (const histogram of ['hongbao_open_duration_seconds', 'hongbao_send_duration_seconds', 'hongbao_http_request_duration_seconds']) {
+    for (const histogram of ['hongbao_open_duration_seconds', 'hongbao_send_duration_seconds', 'hongbao_ledger_apply_duration_seconds', 'hongbao_http_request_duration_seconds']) {
       expect(typeOf(histogram), histogram).toBe('histogram');
       expect(text).toMatch(new RegExp(`^${histogram}_count(\\{[^}]*\\})? [1-9]\\d*$`, 'm'));
     }

@@ -1,6 +1,7 @@
 // One conformance suite for every EventLog implementation (as hono runs one router suite
 // against every router): durable append, per-packet order, resume from a position,
-// redelivery after a failed handler, and heads that cover everything appended.
+// redelivery after a failed handler, heads that cover everything appended, and a scan of the
+// history that reads every partition from its start up to the given positions, exclusive.
 import { describe, expect, it } from 'vitest';
 import type { EventLog, LogBatch, LogPosition } from '../../src/log/event-log.js';
 import type { ClaimEvent, PacketEvent } from '../../src/log/events.js';
@@ -83,6 +84,43 @@ export function describeEventLog(name: string, open: () => Promise<LogUnderTest>
         const rest = await collect(reopened, first.positions, 1);
         const mine = rest.events.filter((event) => event.packetId === `${prefix}-a`);
         expect(mine.map((event) => (event as ClaimEvent).seq)).toEqual([3]);
+        if (reopened !== under.log) await reopened.close();
+      } finally {
+        await under.cleanup();
+      }
+    });
+
+    it('scans the history up to the given positions, exclusive, each packet in its order', async () => {
+      const under = await open();
+      try {
+        const prefix = `s${Date.now().toString(36)}`;
+        const appended: PacketEvent[] = [];
+        for (let round = 1; round <= 3; round += 1) for (let packet = 0; packet < 6; packet += 1) appended.push(claim(`${prefix}-${packet}`, round));
+        await under.log.append(appended);
+        const heads = await under.log.heads();
+        await under.log.append([claim(`${prefix}-0`, 4)]); // after the heads: must not be read
+
+        const scanned: PacketEvent[] = [];
+        let visits = 0;
+        await under.log.scan(heads, async (events) => {
+          visits += 1;
+          scanned.push(...events);
+        });
+        const mine = scanned.filter((event) => event.packetId.startsWith(prefix));
+        expect(mine).toHaveLength(appended.length);
+        expect(mine).toEqual(expect.arrayContaining(appended));
+        for (const [, seqs] of byPacket(mine)) expect(seqs).toEqual([1, 2, 3]);
+        expect(visits).toBeGreaterThan(0);
+
+        const nothing: PacketEvent[] = [];
+        await under.log.scan([], (events) => void nothing.push(...events));
+        expect(nothing).toEqual([]);
+
+        // A second handle reads the same history.
+        const reopened = await under.reopen();
+        const again: PacketEvent[] = [];
+        await reopened.scan(await reopened.heads(), (events) => void again.push(...events));
+        expect(again.filter((event) => event.packetId.startsWith(prefix))).toHaveLength(appended.length + 1);
         if (reopened !== under.log) await reopened.close();
       } finally {
         await under.cleanup();

@@ -94,6 +94,9 @@ class ProcessLog implements EventLog {
   heads(): Promise<LogPosition[]> {
     return this.log.heads();
   }
+  scan(until: readonly LogPosition[], visit: (events: readonly PacketEvent[]) => Promise<void> | void): Promise<void> {
+    return this.log.scan(until, visit);
+  }
   close(): Promise<void> {
     return this.log.close();
   }

@@ -540,6 +540,7 @@ describe('a failed append', () => {
         subscribe: (from, handler) => log.subscribe(from, handler),
         headFor: () => log.headFor(),
         heads: () => log.heads(),
+        scan: (until, visit) => log.scan(until, visit),
         close: () => log.close(),
       });
       const engine = new Engine({

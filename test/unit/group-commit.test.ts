@@ -58,6 +58,10 @@ class ControlledLog implements EventLog {
   async heads(): Promise<LogPosition[]> {
     return [await this.headFor()];
   }
+  /** Group commit never reads the log back. */
+  async scan(): Promise<void> {
+    throw new Error('ControlledLog has no history to scan');
+  }
   async close(): Promise<void> {}
 }
 

@@ -305,7 +305,8 @@ describe('mayOpen and mayView', () => {
     ['group_fixed without members: the sender may open their own', fixed, 'alice', true, true],
     ['group with members: a listed member may open', packetOf('group_lucky', 2, 200, { members: ['bob', 'dave'] }), 'bob', true, true],
     ['group with members: an unlisted user may neither open nor view', packetOf('group_lucky', 2, 200, { members: ['bob', 'dave'] }), 'carol', false, false],
-    ['group with members: the unlisted sender may not open but may view', packetOf('group_fixed', 2, 200, { members: ['bob', 'dave'] }), 'alice', false, true],
+    ['group with members: the unlisted sender may still open their own group packet (API.md)', packetOf('group_fixed', 2, 200, { members: ['bob', 'dave'] }), 'alice', true, true],
+    ['group with members: an unlisted other user may neither open nor view', packetOf('group_fixed', 2, 200, { members: ['bob', 'dave'] }), 'carol', false, false],
     ['group with members: a listed sender may open', packetOf('group_fixed', 2, 200, { members: ['alice', 'bob'] }), 'alice', true, true],
   ])('%s', (_, packet, userId, open, view) => {
     expect(mayOpen(packet, userId)).toBe(open);
