@@ -2,6 +2,7 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
+import type { OpenRate } from '../config.js';
 import type { Hongbao } from '../hongbao.js';
 import { requireAdmin, requireAuth, type AuthVariables } from './auth.js';
 import { ApiError, errorBody, handleError } from './errors.js';
@@ -24,11 +25,17 @@ export interface AppOptions {
   readonly limiter?: RateLimiter;
   /** Extra readiness checks (Redis, Kafka); the database and recovery are always checked. */
   readonly readiness?: () => Promise<void>;
+  /** The default limiter's rate (config.openRate); pass the same when passing a limiter: GET /openapi.json states it. */
+  readonly openRate?: OpenRate;
+  /** Largest request body (config.bodyBytesMax). */
+  readonly bodyBytesMax?: number;
 }
 
 export function createApp(hongbao: Hongbao, options: AppOptions) {
   const metrics = createMetrics(hongbao);
-  const limiter = options.limiter ?? new TokenBucketLimiter(OPEN_BURST, OPENS_PER_SECOND);
+  const openRate = options.openRate ?? { burst: OPEN_BURST, perSecond: OPENS_PER_SECOND };
+  const bodyBytesMax = options.bodyBytesMax ?? BODY_BYTES_MAX;
+  const limiter = options.limiter ?? new TokenBucketLimiter(openRate.burst, openRate.perSecond);
   const app = new Hono<{ Variables: AuthVariables }>();
 
   app.onError((error, c) => handleError(error, c, options.logger));
@@ -49,14 +56,15 @@ export function createApp(hongbao: Hongbao, options: AppOptions) {
     }
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
-  app.get('/openapi.json', (c) => c.json(openApiDocument));
+  const document = openApiDocument({ limits: hongbao.limits, openRate, bodyBytesMax });
+  app.get('/openapi.json', (c) => c.json(document));
 
   const v1 = new Hono<{ Variables: AuthVariables }>();
   // Only on the routes that take a body: the limit wraps the request stream, which costs
   // two thirds of the throughput of a route that has none (grab, open, reads).
   const limitBody = bodyLimit({
-    maxSize: BODY_BYTES_MAX,
-    onError: (c) => c.json(errorBody('payload_too_large', `request body is larger than ${BODY_BYTES_MAX} bytes`), 413),
+    maxSize: bodyBytesMax,
+    onError: (c) => c.json(errorBody('payload_too_large', `request body is larger than ${bodyBytesMax} bytes`), 413),
   });
   v1.use('/packets', limitBody);
   v1.use('/wallet/deposits', limitBody);
