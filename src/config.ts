@@ -1,10 +1,44 @@
 // Environment → typed config, validated once at start (API.md, Configuration).
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { DEFAULT_LIMITS, type Limits } from './domain/limits.js';
+import { DEFAULT_GREETING, DEFAULT_LIMITS, type Limits } from './domain/limits.js';
 import { DEFAULT_OPEN_RATE, type OpenRate } from './engine/rate-limit.js';
+import { formatFen, parseYuan, type Fen } from './money/money.js';
 
 export const DEV_AUTH_SECRET = 'hongbao-dev-secret-change-me';
+
+/** Requests bodies are small JSON documents; anything bigger is a mistake or an attack. */
+export const DEFAULT_BODY_BYTES_MAX = 16 * 1024;
+
+/** Upper bounds of the settings themselves: a limit on everything, also on limits. */
+const PACKET_COUNT_MAX_MAX = 1000;
+const SHARE_FEN_MAX_MAX = 100_000_000; // 1,000,000.00 yuan per share
+const GREETING_LENGTH_MAX_MAX = 1000;
+const BODY_BYTES_MAX_MAX = 1024 * 1024;
+
+const integer = (min: number, max: number, fallback: number) => {
+  const message = `must be a whole number from ${min} to ${max}`;
+  return z.coerce.number({ error: message }).int(message).min(min, message).max(max, message).default(fallback);
+};
+
+/** Money settings are yuan strings, as in the API ("0.01", "200.00"), parsed by parseYuan into fen. */
+const yuanSetting = (fallback: Fen) =>
+  z
+    .string()
+    .default(formatFen(fallback))
+    .transform((text, context): Fen => {
+      try {
+        const fen = parseYuan(text);
+        if (fen >= 1 && fen <= SHARE_FEN_MAX_MAX) return fen;
+      } catch {
+        // reported below; the issue's path names the setting
+      }
+      context.addIssue({
+        code: 'custom',
+        message: `must be yuan with at most two decimals from 0.01 to ${formatFen(SHARE_FEN_MAX_MAX)}, like "200.00"; got ${JSON.stringify(text)}`,
+      });
+      return z.NEVER;
+    });
 
 const environment = z.object({
   PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
@@ -19,6 +53,18 @@ const environment = z.object({
   REDIS_URL: z.string().url().optional(),
   ROLE: z.enum(['all', 'engine', 'ledger']).default('all'),
   PACKET_TTL_MS: z.coerce.number().int().positive().default(86_400_000),
+  PACKET_COUNT_MAX: integer(1, PACKET_COUNT_MAX_MAX, DEFAULT_LIMITS.countMax),
+  SHARE_AMOUNT_MIN: yuanSetting(DEFAULT_LIMITS.shareFenMin),
+  SHARE_AMOUNT_MAX: yuanSetting(DEFAULT_LIMITS.shareFenMax),
+  // At least the default greeting's length, or every send without a greeting would be refused.
+  GREETING_LENGTH_MAX: integer([...DEFAULT_GREETING].length, GREETING_LENGTH_MAX_MAX, DEFAULT_LIMITS.greetingLengthMax),
+  OPEN_BURST: integer(1, 1_000_000, DEFAULT_OPEN_RATE.burst),
+  OPENS_PER_SECOND: z.coerce
+    .number({ error: 'must be a number above 0, at most 1000000' })
+    .positive('must be a number above 0, at most 1000000')
+    .max(1_000_000, 'must be a number above 0, at most 1000000')
+    .default(DEFAULT_OPEN_RATE.perSecond),
+  BODY_BYTES_MAX: integer(1024, BODY_BYTES_MAX_MAX, DEFAULT_BODY_BYTES_MAX),
   NODE_ENV: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -37,8 +83,12 @@ export interface Config {
   /** all: engine + ledger consumer; engine: no consumer; ledger: consumer only (no engine traffic expected). */
   readonly role: 'all' | 'engine' | 'ledger';
   readonly packetTtlMs: number;
+  /** The product limits (for Hongbao and the OpenAPI document); limits.ttlMs = packetTtlMs. */
   readonly limits: Limits;
+  /** The per-user open rate limit (for the rate limiters and the document). */
   readonly openRate: OpenRate;
+  /** Largest request body on the routes that take one (413 past it). */
+  readonly bodyBytesMax: number;
   readonly production: boolean;
   readonly logLevel: string;
   /** Why the config is not fit for production, shown as warnings at start. */
@@ -62,6 +112,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (production) throw new ConfigError('AUTH_SECRET is required when NODE_ENV=production');
     warnings.push('AUTH_SECRET is not set: using the public dev secret; anyone can mint tokens');
   }
+  if (values.SHARE_AMOUNT_MIN > values.SHARE_AMOUNT_MAX) {
+    throw new ConfigError(
+      `invalid environment: SHARE_AMOUNT_MIN (${formatFen(values.SHARE_AMOUNT_MIN)}) must not be above SHARE_AMOUNT_MAX (${formatFen(values.SHARE_AMOUNT_MAX)})`,
+    );
+  }
   if (values.SEED_SECRET === undefined && production) throw new ConfigError('SEED_SECRET is required when NODE_ENV=production');
   const authSecret = values.AUTH_SECRET ?? DEV_AUTH_SECRET;
   return {
@@ -78,8 +133,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: values.REDIS_URL,
     role: values.ROLE,
     packetTtlMs: values.PACKET_TTL_MS,
-    limits: { ...DEFAULT_LIMITS, ttlMs: values.PACKET_TTL_MS },
-    openRate: DEFAULT_OPEN_RATE,
+    limits: {
+      countMax: values.PACKET_COUNT_MAX,
+      shareFenMin: values.SHARE_AMOUNT_MIN,
+      shareFenMax: values.SHARE_AMOUNT_MAX,
+      greetingLengthMax: values.GREETING_LENGTH_MAX,
+      ttlMs: values.PACKET_TTL_MS,
+    },
+    openRate: { burst: values.OPEN_BURST, perSecond: values.OPENS_PER_SECOND },
+    bodyBytesMax: values.BODY_BYTES_MAX,
     production,
     logLevel: values.LOG_LEVEL,
     warnings,

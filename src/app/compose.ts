@@ -165,7 +165,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     engine,
     pending,
     openLimiter,
-    openRetryAfterMs: Math.ceil(1000 / openRate.perSecond),
+    openRate,
     metrics,
     expireDue,
     checkDependencies: async () => {

@@ -10,7 +10,7 @@ import { resultPage } from '../domain/result-page.js';
 import { planSend, type SendRequest } from '../domain/validation.js';
 import type { Clock } from '../engine/clock.js';
 import type { Engine } from '../engine/engine.js';
-import type { RateLimiter } from '../engine/rate-limit.js';
+import type { OpenRate, RateLimiter } from '../engine/rate-limit.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { PendingCredits } from '../ledger/pending-credits.js';
 import { decodeCursor, encodeCursor, recordsYearOf, type Cursor } from '../ledger/records.js';
@@ -36,8 +36,7 @@ export interface ServiceParts {
   readonly engine: Engine;
   readonly pending: PendingCredits;
   readonly openLimiter: RateLimiter;
-  /** How long a user over the open limit should wait. */
-  readonly openRetryAfterMs: number;
+  readonly openRate: OpenRate;
   readonly metrics: ServiceMetrics;
   readonly expireDue: () => Promise<void>;
   /** Checks of the parts beyond the database (the log, Redis); rejects with the reason. */
@@ -51,6 +50,10 @@ export class Service implements HongbaoService {
 
   get limits(): Limits {
     return this.parts.limits;
+  }
+
+  get openRate(): OpenRate {
+    return this.parts.openRate;
   }
 
   get metrics(): Registry {
@@ -111,7 +114,8 @@ export class Service implements HongbaoService {
     if (!(await this.parts.openLimiter.take(userId, this.parts.clock.now()))) {
       this.parts.metrics.opens.inc({ state: 'rate_limited' });
       stopTimer();
-      return { state: 'rate_limited', retryAfterMs: this.parts.openRetryAfterMs };
+      // One token comes back every 1 / perSecond seconds.
+      return { state: 'rate_limited', retryAfterMs: Math.ceil(1000 / this.parts.openRate.perSecond) };
     }
     const outcome = await this.parts.engine.open(packetId, userId);
     this.parts.metrics.opens.inc({ state: outcome.state });

@@ -70,6 +70,8 @@ export type RecordsOutcome<View> = { kind: 'records'; view: View } | { kind: 'in
 export interface ReconciliationView {
   readonly checkedPackets: number;
   readonly checkedAccounts: number;
+  /** Claims of the event log, up to the ledger's position, held against what was booked. */
+  readonly checkedLogClaims: number;
   readonly discrepancies: readonly { readonly kind: string; readonly id: string; readonly message: string }[];
 }
 
@@ -78,6 +80,8 @@ export type Readiness = { ready: true } | { ready: false; reason: string };
 export interface HongbaoService {
   /** The product limits in force (validation, the OpenAPI document). */
   readonly limits: Limits;
+  /** The per-user open limit in force: a burst, then a steady rate. */
+  readonly openRate: { readonly burst: number; readonly perSecond: number };
   /** Prometheus registry of the service's metrics; the transport may add its own. */
   readonly metrics: Registry;
   /** False until recovery is done: nothing may be answered from a ledger that is behind the log. */

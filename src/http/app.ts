@@ -12,16 +12,16 @@ import { packetRoutes } from './routes/packets.js';
 import { recordRoutes } from './routes/records.js';
 import { walletRoutes } from './routes/wallet.js';
 
-/** Request bodies are small JSON documents; anything bigger is a mistake or an attack. */
-export const BODY_BYTES_MAX = 16 * 1024;
-
 export interface AppOptions {
   readonly authSecret: string;
   readonly logger: Logger;
+  /** Largest request body on the routes that take one (config.bodyBytesMax); 413 past it. */
+  readonly bodyBytesMax: number;
 }
 
 export function createApp(service: HongbaoService, options: AppOptions) {
   const metrics = createHttpMetrics(service.metrics);
+  const { bodyBytesMax } = options;
   const app = new Hono<{ Variables: AuthVariables }>();
 
   app.onError((error, c) => handleError(error, c, options.logger));
@@ -40,14 +40,15 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     return c.json(errorBody('unavailable', `not ready: ${readiness.reason}`), 503);
   });
   app.get('/metrics', async (c) => c.text(await service.metrics.metrics(), 200, { 'content-type': service.metrics.contentType }));
-  app.get('/openapi.json', (c) => c.json(openApiDocument));
+  const document = openApiDocument({ limits: service.limits, openRate: service.openRate, bodyBytesMax });
+  app.get('/openapi.json', (c) => c.json(document));
 
   const v1 = new Hono<{ Variables: AuthVariables }>();
   // Only on the routes that take a body: the limit wraps the request stream, which costs
   // two thirds of the throughput of a route that has none (grab, open, reads).
   const limitBody = bodyLimit({
-    maxSize: BODY_BYTES_MAX,
-    onError: (c) => c.json(errorBody('payload_too_large', `request body is larger than ${BODY_BYTES_MAX} bytes`), 413),
+    maxSize: bodyBytesMax,
+    onError: (c) => c.json(errorBody('payload_too_large', `request body is larger than ${bodyBytesMax} bytes`), 413),
   });
   v1.use('/packets', limitBody);
   v1.use('/wallet/deposits', limitBody);

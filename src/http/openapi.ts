@@ -1,72 +1,276 @@
-// GET /openapi.json: the contract of API.md as an OpenAPI 3.1 document.
-const money = { type: 'string', pattern: '^(0|[1-9][0-9]{0,11})(\\.[0-9]{1,2})?$', example: '12.34' };
-const error = {
-  type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, details: {} } } },
-};
-const packet = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' }, type: { enum: ['personal', 'group_fixed', 'group_lucky'] }, senderId: { type: 'string' },
-    targetId: { type: 'string' }, count: { type: 'integer' }, total: money, greeting: { type: 'string' },
-    status: { enum: ['live', 'finished', 'expired'] }, createdAt: { type: 'string', format: 'date-time' },
-    expiresAt: { type: 'string', format: 'date-time' }, claimedCount: { type: 'integer' }, claimedAmount: money,
-  },
-};
-const json = (schema: object) => ({ content: { 'application/json': { schema } } });
-const errors = Object.fromEntries(
-  ['400', '401', '402', '403', '404', '409', '413', '429', '503'].map((status) => [status, { description: 'error', ...json(error) }]),
-);
-const idempotencyHeader = { name: 'Idempotency-Key', in: 'header', required: true, schema: { type: 'string', minLength: 1, maxLength: 100 } };
-const packetIdParameter = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
-const yearQuery = [
-  { name: 'year', in: 'query', schema: { type: 'integer' } },
-  { name: 'cursor', in: 'query', schema: { type: 'string' } },
-];
+// GET /openapi.json: API.md's contract as an OpenAPI 3.1 document, generated from the zod
+// schemas that validate requests (validation.ts) and describe responses (schemas.ts), and
+// from the configured limits, so the document states what this deployment enforces.
+import { z } from 'zod';
+import type { HongbaoService } from '../app/service.js';
+import type { Limits } from '../domain/limits.js';
+import { MEMBERS_MAX } from '../domain/validation.js';
+import { formatFen } from '../money/money.js';
+import type { ErrorCode } from './errors.js';
+import {
+  depositResponse,
+  ERROR_CODE_OF_STATUS,
+  errorDescription,
+  errorResponse,
+  grabResponse,
+  healthResponse,
+  metricsResponse,
+  openApiResponse,
+  openResponse,
+  readyResponse,
+  receivedRecordsResponse,
+  reconcileResponse,
+  resultPageResponse,
+  sendResponse,
+  sentRecordsResponse,
+  walletResponse,
+} from './schemas.js';
+import { depositBodySchema, idempotencyKeySchema, recordsQuerySchema, sendBodySchema } from './validation.js';
 
-export const openApiDocument = {
-  openapi: '3.1.0',
-  info: { title: 'hongbao', version: '1.0.0', description: 'Red packets (红包) for chat apps. Money is yuan strings with two decimals.' },
-  components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-  security: [{ bearer: [] }],
-  paths: {
-    '/v1/wallet/deposits': {
-      post: {
-        summary: 'Fund a balance (admin)', parameters: [idempotencyHeader],
-        requestBody: json({ type: 'object', required: ['userId', 'amount'], properties: { userId: { type: 'string' }, amount: money } }),
-        responses: { '201': { description: 'funded', ...json({ type: 'object', properties: { userId: { type: 'string' }, balance: money } }) }, ...errors },
+export interface OpenApiOptions {
+  readonly limits: Limits;
+  readonly openRate: HongbaoService['openRate'];
+  readonly bodyBytesMax: number;
+}
+
+export interface OperationResponse {
+  readonly description: string;
+  readonly schema: z.ZodType;
+  /** application/json unless said. */
+  readonly contentType?: string;
+}
+
+/** One route: what it takes and every response it gives, as zod schemas. */
+export interface Operation {
+  readonly method: 'get' | 'post';
+  /** OpenAPI path template: `/v1/packets/{id}` for hono's `/v1/packets/:id`. */
+  readonly path: string;
+  readonly summary: string;
+  readonly description?: string;
+  /** public: no token; user: any bearer token; admin: a token with role admin. */
+  readonly access: 'public' | 'user' | 'admin';
+  readonly packetId?: boolean;
+  readonly idempotencyKey?: boolean;
+  readonly body?: z.ZodType;
+  readonly query?: z.ZodObject;
+  readonly responses: Readonly<Record<string, OperationResponse>>;
+}
+
+const PACKET_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+type ErrorStatus = keyof typeof ERROR_CODE_OF_STATUS;
+
+function errors(statuses: ErrorStatus[], notes: Partial<Record<ErrorCode, string>> = {}) {
+  return Object.fromEntries(
+    statuses.map((status) => {
+      const code = ERROR_CODE_OF_STATUS[status];
+      return [String(status), { description: `${code}: ${notes[code] ?? errorDescription(code)}`, schema: errorResponse(code) }];
+    }),
+  ) as Record<string, OperationResponse>;
+}
+
+/** Every route of the app, with its request and response schemas. The contract tests use it too. */
+export function apiOperations(options: OpenApiOptions): Operation[] {
+  const { limits, openRate, bodyBytesMax } = options;
+  const rateNote = `opens are limited per user to a burst of ${openRate.burst}, then ${openRate.perSecond} per second (OPEN_BURST, OPENS_PER_SECOND); other routes are not rate limited today`;
+  const bodyNote = `the body is larger than ${bodyBytesMax} bytes (BODY_BYTES_MAX)`;
+  const v1Errors = (extra: ErrorStatus[] = []) =>
+    errors(([400, 401, 403, 404, 429, 500, 503] as ErrorStatus[]).concat(extra).sort((a, b) => a - b), { rate_limited: rateNote, payload_too_large: bodyNote });
+  return [
+    {
+      method: 'post',
+      path: '/v1/wallet/deposits',
+      summary: 'Fund a balance (admin)',
+      description: 'Stands in for a bank top-up.',
+      access: 'admin',
+      idempotencyKey: true,
+      body: depositBodySchema,
+      responses: { '201': { description: 'funded', schema: depositResponse }, ...v1Errors([409, 413]) },
+    },
+    {
+      method: 'get',
+      path: '/v1/wallet',
+      summary: 'My balance',
+      access: 'user',
+      responses: { '200': { description: 'the caller’s wallet', schema: walletResponse }, ...v1Errors() },
+    },
+    {
+      method: 'post',
+      path: '/v1/packets',
+      summary: 'Send a packet',
+      description:
+        `The balance is debited at once (402 and nothing changes if short). Limits: 1 to ${limits.countMax} shares, ` +
+        `each share ${formatFen(limits.shareFenMin)} to ${formatFen(limits.shareFenMax)} yuan, a greeting of at most ` +
+        `${limits.greetingLengthMax} characters, at most ${MEMBERS_MAX} members; the packet stays open ${limits.ttlMs} ms after it goes live.`,
+      access: 'user',
+      idempotencyKey: true,
+      body: sendBodySchema(limits),
+      responses: { '201': { description: 'sent', schema: sendResponse }, ...v1Errors([402, 409, 413]) },
+    },
+    {
+      method: 'post',
+      path: '/v1/packets/{id}/grab',
+      summary: '抢: may I open it?',
+      description: 'Changes nothing.',
+      access: 'user',
+      packetId: true,
+      responses: { '200': { description: 'the state for the caller', schema: grabResponse }, ...v1Errors() },
+    },
+    {
+      method: 'post',
+      path: '/v1/packets/{id}/open',
+      summary: '拆: claim a share',
+      description: `Opening twice never pays twice. Rate limited: ${rateNote.split(';')[0]}.`,
+      access: 'user',
+      packetId: true,
+      responses: { '200': { description: 'the outcome', schema: openResponse }, ...v1Errors() },
+    },
+    {
+      method: 'get',
+      path: '/v1/packets/{id}',
+      summary: 'The result page for the caller',
+      description: 'Its sender and anyone who may open it may view it; others get 403.',
+      access: 'user',
+      packetId: true,
+      responses: { '200': { description: 'the page', schema: resultPageResponse }, ...v1Errors() },
+    },
+    {
+      method: 'get',
+      path: '/v1/me/sent',
+      summary: 'Packets I sent',
+      access: 'user',
+      query: recordsQuerySchema,
+      responses: { '200': { description: 'one page of records', schema: sentRecordsResponse }, ...v1Errors() },
+    },
+    {
+      method: 'get',
+      path: '/v1/me/received',
+      summary: 'Shares I received',
+      access: 'user',
+      query: recordsQuerySchema,
+      responses: { '200': { description: 'one page of records', schema: receivedRecordsResponse }, ...v1Errors() },
+    },
+    {
+      method: 'post',
+      path: '/v1/admin/reconcile',
+      summary: '对账: run reconciliation now (admin)',
+      access: 'admin',
+      responses: { '200': { description: 'the report', schema: reconcileResponse }, ...v1Errors() },
+    },
+    {
+      method: 'get',
+      path: '/healthz',
+      summary: 'The process runs',
+      access: 'public',
+      responses: { '200': { description: 'alive', schema: healthResponse } },
+    },
+    {
+      method: 'get',
+      path: '/readyz',
+      summary: 'It can serve (log and database reachable, recovery done)',
+      access: 'public',
+      responses: {
+        '200': { description: 'ready', schema: readyResponse },
+        '503': { description: 'unavailable: not ready yet, or a dependency is down', schema: errorResponse('unavailable') },
       },
     },
-    '/v1/wallet': {
-      get: { summary: 'My balance', responses: { '200': { description: 'balance', ...json({ type: 'object', properties: { userId: { type: 'string' }, balance: money, pending: money } }) }, ...errors } },
+    {
+      method: 'get',
+      path: '/metrics',
+      summary: 'Prometheus metrics',
+      access: 'public',
+      responses: { '200': { description: 'metrics', schema: metricsResponse, contentType: 'text/plain' } },
     },
-    '/v1/packets': {
-      post: {
-        summary: 'Send a packet', parameters: [idempotencyHeader],
-        requestBody: json({
-          type: 'object', required: ['type', 'targetId', 'count', 'amount'],
-          properties: {
-            type: { enum: ['personal', 'group_fixed', 'group_lucky'] }, targetId: { type: 'string' }, count: { type: 'integer', minimum: 1, maximum: 100 },
-            amount: money, greeting: { type: 'string', maxLength: 100 }, members: { type: 'array', items: { type: 'string' } },
-          },
-        }),
-        responses: { '201': { description: 'sent', ...json({ type: 'object', properties: { packet } }) }, ...errors },
+    {
+      method: 'get',
+      path: '/openapi.json',
+      summary: 'This document',
+      access: 'public',
+      responses: { '200': { description: 'the OpenAPI 3.1 document', schema: openApiResponse } },
+    },
+  ];
+}
+
+/** JSON Schema 2020-12 (OpenAPI 3.1's dialect) of a zod schema, without its `$schema` line. */
+function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input', unrepresentable: 'throw' });
+  return rest;
+}
+
+function parametersOf(operation: Operation) {
+  const parameters: object[] = [];
+  if (operation.packetId) {
+    parameters.push({
+      name: 'id',
+      in: 'path',
+      required: true,
+      description: 'the packet id; an id this API could not have issued is 404',
+      schema: { type: 'string', pattern: PACKET_ID_PATTERN, description: 'a packet id as returned by POST /v1/packets' },
+    });
+  }
+  if (operation.idempotencyKey) {
+    const schema = jsonSchemaOf(idempotencyKeySchema);
+    parameters.push({ name: 'Idempotency-Key', in: 'header', required: true, description: schema.description, schema });
+  }
+  if (operation.query) {
+    const query = jsonSchemaOf(operation.query) as { properties: Record<string, { description?: string }>; required?: string[] };
+    for (const [name, schema] of Object.entries(query.properties)) {
+      parameters.push({ name, in: 'query', required: query.required?.includes(name) ?? false, description: schema.description, schema });
+    }
+  }
+  return parameters;
+}
+
+export function openApiDocument(options: OpenApiOptions) {
+  const { limits, openRate, bodyBytesMax } = options;
+  const paths: Record<string, Record<string, object>> = {};
+  for (const operation of apiOperations(options)) {
+    const parameters = parametersOf(operation);
+    paths[operation.path] ??= {};
+    paths[operation.path]![operation.method] = {
+      summary: operation.summary,
+      ...(operation.description !== undefined ? { description: operation.description } : {}),
+      ...(operation.access === 'public' ? { security: [] } : {}),
+      ...(operation.access === 'admin' ? { 'x-admin': true } : {}),
+      ...(parameters.length > 0 ? { parameters } : {}),
+      ...(operation.body !== undefined
+        ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchemaOf(operation.body) } } } }
+        : {}),
+      responses: Object.fromEntries(
+        Object.entries(operation.responses).map(([status, response]) => [
+          status,
+          { description: response.description, content: { [response.contentType ?? 'application/json']: { schema: jsonSchemaOf(response.schema) } } },
+        ]),
+      ),
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'hongbao',
+      version: '1.0.0',
+      description:
+        'Red packets (红包) for chat apps (docs/api.md). Money is yuan strings with at most two decimals in, exactly two out. ' +
+        `This deployment: 1 to ${limits.countMax} shares per packet, each share ${formatFen(limits.shareFenMin)} to ` +
+        `${formatFen(limits.shareFenMax)} yuan, greetings of at most ${limits.greetingLengthMax} characters, packets open for ` +
+        `${limits.ttlMs} ms, opens per user a burst of ${openRate.burst} then ${openRate.perSecond}/s, request bodies at most ${bodyBytesMax} bytes.`,
+      'x-limits': {
+        countMax: limits.countMax,
+        shareAmountMin: formatFen(limits.shareFenMin),
+        shareAmountMax: formatFen(limits.shareFenMax),
+        greetingLengthMax: limits.greetingLengthMax,
+        membersMax: MEMBERS_MAX,
+        packetTtlMs: limits.ttlMs,
+        openBurst: openRate.burst,
+        opensPerSecond: openRate.perSecond,
+        bodyBytesMax,
       },
     },
-    '/v1/packets/{id}/grab': {
-      post: { summary: '抢: may I open it?', parameters: [packetIdParameter], responses: { '200': { description: 'state', ...json({ type: 'object', properties: { state: { enum: ['openable', 'claimed', 'sold_out', 'expired', 'not_eligible'] }, amount: money } }) }, ...errors } },
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'HS256 JWT signed with AUTH_SECRET; sub = the user id; "role": "admin" for admin routes (x-admin)' },
+      },
     },
-    '/v1/packets/{id}/open': {
-      post: { summary: '拆: claim a share', parameters: [packetIdParameter], responses: { '200': { description: 'outcome', ...json({ type: 'object', properties: { state: { enum: ['claimed', 'already_claimed', 'sold_out', 'expired', 'not_eligible', 'busy'] }, amount: money, seq: { type: 'integer' }, retryAfterMs: { type: 'integer' } } }) }, ...errors } },
-    },
-    '/v1/packets/{id}': {
-      get: { summary: 'Result page for the caller', parameters: [packetIdParameter], responses: { '200': { description: 'page', ...json({ type: 'object', properties: { packet, summary: { type: 'string' }, myAmount: money, claims: { type: 'array' }, actions: { type: 'array', items: { enum: ['resend', 'view_my_records'] } }, notice: { type: 'string' } } }) }, ...errors } },
-    },
-    '/v1/me/sent': { get: { summary: 'Packets I sent', parameters: yearQuery, responses: { '200': { description: 'records' }, ...errors } } },
-    '/v1/me/received': { get: { summary: 'Shares I received', parameters: yearQuery, responses: { '200': { description: 'records' }, ...errors } } },
-    '/v1/admin/reconcile': { post: { summary: 'Run reconciliation now (admin)', responses: { '200': { description: 'report' }, ...errors } } },
-    '/healthz': { get: { security: [], summary: 'Process runs', responses: { '200': { description: 'ok' } } } },
-    '/readyz': { get: { security: [], summary: 'Can serve', responses: { '200': { description: 'ready' }, '503': { description: 'not ready' } } } },
-    '/metrics': { get: { security: [], summary: 'Prometheus metrics', responses: { '200': { description: 'text' } } } },
-  },
-} as const;
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

@@ -2,6 +2,7 @@
 // database on the Postgres server when TEST_DATABASE_URL/DATABASE_URL is set for services runs.
 import { pino } from 'pino';
 import { sql } from 'drizzle-orm';
+import { DEFAULT_BODY_BYTES_MAX } from '../../src/config.js';
 import { startHongbao, type ComposeOptions, type Hongbao } from '../../src/app/compose.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 import { ManualClock, type Clock } from '../../src/engine/clock.js';
@@ -31,6 +32,7 @@ export interface Harness {
 export interface HarnessOptions extends Partial<ComposeOptions> {
   /** Shorthand for limits.ttlMs. */
   readonly packetTtlMs?: number;
+  readonly bodyBytesMax?: number;
 }
 
 /**
@@ -59,7 +61,7 @@ async function servicesOptions(): Promise<{ options: Partial<ComposeOptions>; cl
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const clock = options.clock ?? { now: () => Date.now() };
   const services = await servicesOptions();
-  const { packetTtlMs, ...composeOptions } = options;
+  const { packetTtlMs, bodyBytesMax, ...composeOptions } = options;
   const hongbao = await startHongbao({
     dataDir: 'memory',
     loadDataDir: pgliteTemplate(),
@@ -71,7 +73,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     limits: { ...DEFAULT_LIMITS, ...(packetTtlMs === undefined ? {} : { ttlMs: packetTtlMs }), ...options.limits },
     clock,
   });
-  const app = createApp(hongbao.service, { authSecret: TEST_SECRET, logger: silentLogger });
+  const app = createApp(hongbao.service, { authSecret: TEST_SECRET, logger: silentLogger, bodyBytesMax: bodyBytesMax ?? DEFAULT_BODY_BYTES_MAX });
   const tokens = new Map<string, string>();
   const token = async (userId: string, admin = false) => {
     const key = `${userId}:${admin}`;

@@ -1,0 +1,246 @@
+// Response shapes (zod) of every route, as render.ts and the routes write them. The OpenAPI
+// document is generated from these; the contract tests parse real responses with them.
+// Objects are open (z.object strips, never rejects, unknown keys): API.md lets us add fields.
+import { z } from 'zod';
+import { PACKET_TYPES } from '../domain/packet.js';
+import type { ErrorCode } from './errors.js';
+
+/** Responses always write yuan with exactly two decimals (API.md, Money). */
+const YUAN_OUT_PATTERN = /^(0|[1-9][0-9]*)\.[0-9]{2}$/;
+
+export const yuanOut = (description: string) =>
+  z.string().regex(YUAN_OUT_PATTERN, 'must be yuan with two decimals').meta({ description, examples: ['12.34'] });
+const time = (description: string) => z.iso.datetime().describe(`${description} (ISO-8601 UTC)`);
+const userIdOut = (description: string) => z.string().describe(description);
+
+export const PACKET_STATUSES = ['live', 'finished', 'expired'] as const;
+
+export const packetTypeSchema = z
+  .enum(PACKET_TYPES)
+  .describe(
+    'personal: one share for one user (targetId); group_fixed: count equal shares of amount each; ' +
+      'group_lucky: count random shares (手气红包) that add up to amount',
+  );
+
+export const packetSchema = z
+  .object({
+    id: z.string().describe('the packet id (opaque)'),
+    type: packetTypeSchema,
+    senderId: userIdOut('who sent it'),
+    targetId: z.string().describe('the receiving user (personal) or the group (group_fixed, group_lucky)'),
+    count: z.number().int().positive().describe('number of shares; 1 for personal'),
+    total: yuanOut(
+      'what the sender paid: amount × count for personal/group_fixed, amount for group_lucky. ' +
+        'Shown to the sender always; to others only on a finished group_fixed/personal packet, absent otherwise',
+    ).optional(),
+    greeting: z.string().describe('the greeting shown on the packet'),
+    status: z
+      .enum(PACKET_STATUSES)
+      .describe('live: shares can be opened; finished: every share is claimed; expired: its lifetime ended before that, the rest went back to the sender'),
+    createdAt: time('when it was sent'),
+    expiresAt: time('when its lifetime ends (createdAt + PACKET_TTL_MS); the rest is refunded then'),
+    claimedCount: z.number().int().nonnegative().describe('shares claimed so far'),
+    claimedAmount: yuanOut('Σ of the claimed shares; shown where total is shown, absent otherwise').optional(),
+    members: z.array(userIdOut('a user who may open it')).optional().describe('group only, when given at send: only these users may open it'),
+  })
+  .describe('A red packet (API.md, Packet)');
+
+export const walletResponse = z
+  .object({
+    userId: userIdOut('the wallet owner'),
+    balance: yuanOut('the balance, including every claim already credited'),
+    pending: yuanOut('claims decided but not yet credited by the ledger'),
+  })
+  .describe('The caller’s wallet');
+
+export const depositResponse = z
+  .object({ userId: userIdOut('the funded user'), balance: yuanOut('their balance after the deposit') })
+  .describe('The funded wallet');
+
+export const sendResponse = z.object({ packet: packetSchema }).describe('The packet just sent (status live; balance debited)');
+
+const shareAmount = yuanOut('the share the caller got');
+
+export const grabResponse = z
+  .discriminatedUnion('state', [
+    z.object({
+      state: z.enum(['openable', 'sold_out', 'expired', 'not_eligible']).describe(
+        'openable: there is a share for you to open; sold_out: every share is claimed; expired: its lifetime ended; not_eligible: you may not open it',
+      ),
+    }),
+    z.object({ state: z.literal('claimed').describe('you already opened it'), amount: shareAmount }),
+  ])
+  .describe('抢: may the caller open it? Changes nothing');
+
+export const openResponse = z
+  .discriminatedUnion('state', [
+    z.object({
+      state: z.enum(['claimed', 'already_claimed']).describe('claimed: you just got amount; already_claimed: the amount you got before'),
+      amount: shareAmount,
+      seq: z.number().int().positive().describe('you were the seq-th to open it'),
+    }),
+    z.object({
+      state: z.enum(['sold_out', 'expired', 'not_eligible']).describe(
+        'sold_out: every share is claimed; expired: its lifetime ended; not_eligible: you may not open it',
+      ),
+    }),
+    z.object({
+      state: z.literal('busy').describe('shed under overload; nothing changed, retry later'),
+      retryAfterMs: z.number().int().nonnegative().describe('milliseconds to wait before retrying'),
+    }),
+  ])
+  .describe('拆: the outcome of opening. Opening twice never pays twice');
+
+export const pageClaimSchema = z
+  .object({
+    userId: userIdOut('who opened it'),
+    amount: yuanOut('what they got'),
+    claimedAt: time('when they opened it'),
+    best: z.boolean().describe('true for the best-luck claim (手气最佳), only on a finished group_lucky packet'),
+  })
+  .describe('One claim');
+
+export const resultPageResponse = z
+  .object({
+    packet: packetSchema,
+    summary: z.string().describe('the header line, e.g. 10个红包共20.00元,15秒被抢光 (API.md, Result page rules 4–6, 9)'),
+    myAmount: yuanOut('what the viewer got; only if the viewer has opened it').optional(),
+    claims: z
+      .array(pageClaimSchema)
+      .optional()
+      .describe('newest first; present for group_lucky packets and for one’s own group_fixed/personal packets, absent otherwise'),
+    actions: z
+      .array(z.enum(['resend', 'view_my_records']).describe('resend: own packet still live; view_my_records: you opened someone else’s packet'))
+      .describe('what the app may offer the viewer'),
+    notice: z.string().optional().describe('where the money went (e.g. 已存入零钱,可用于发红包); only if the viewer has opened it'),
+  })
+  .describe('The result page for the caller');
+
+const recordsYear = z.number().int().describe('the year of these records, in China Standard Time');
+const nextCursor = z.string().nullable().describe('pass as cursor for the next page; null on the last page');
+
+export const sentRecordsResponse = z
+  .object({
+    year: recordsYear,
+    count: z.number().int().nonnegative().describe('packets sent in the year'),
+    total: yuanOut('Σ of their totals'),
+    items: z.array(packetSchema).describe('this page of packets, newest first'),
+    nextCursor,
+  })
+  .describe('Packets I sent in a year');
+
+export const receivedItemSchema = z
+  .object({
+    packetId: z.string().describe('the packet'),
+    senderId: userIdOut('who sent it'),
+    type: packetTypeSchema,
+    amount: yuanOut('what I got'),
+    claimedAt: time('when I opened it'),
+    best: z.boolean().describe('I was the best luck of a finished group_lucky packet'),
+  })
+  .describe('One share I received');
+
+export const receivedRecordsResponse = z
+  .object({
+    year: recordsYear,
+    count: z.number().int().nonnegative().describe('shares received in the year'),
+    total: yuanOut('Σ of what I received'),
+    bestLuckCount: z.number().int().nonnegative().describe('how often I was the best luck'),
+    items: z.array(receivedItemSchema).describe('this page of shares, newest first'),
+    nextCursor,
+  })
+  .describe('Shares I received in a year');
+
+export const reconcileResponse = z
+  .object({
+    checkedPackets: z.number().int().nonnegative().describe('packets checked'),
+    checkedAccounts: z.number().int().nonnegative().describe('accounts checked'),
+    checkedLogClaims: z.number().int().nonnegative().describe('claims in the event log, up to the ledger’s position, held against the booked claims'),
+    discrepancies: z
+      .array(
+        z
+          .object({
+            kind: z
+              .enum(['packet', 'account', 'book', 'conflict', 'log'])
+              .describe(
+                'packet: Σ claims + refund or escrow disagrees with its total; account: balance ≠ Σ transfers; book: Σ balances ≠ 0; ' +
+                  'conflict: an event or transfer met an existing one with other terms (exists_with_different_amount, _user, _accounts, user_already_claimed_other_seq) and was not applied; ' +
+                  'log: a claim in the event log is not booked, or booked with other terms',
+              ),
+            id: z.string().describe('the packet, account, conflict or transfer id; "all" for the book'),
+            message: z.string().describe('what disagrees, in fen'),
+          })
+          .describe('One disagreement'),
+      )
+      .describe('empty when the books are right'),
+  })
+  .describe('对账: the reconciliation report');
+
+export const healthResponse = z.object({ ok: z.literal(true).describe('the process runs') }).describe('Liveness');
+export const readyResponse = z.object({ ready: z.literal(true).describe('it can serve') }).describe('Readiness');
+export const metricsResponse = z.string().describe('Prometheus text exposition format');
+export const openApiResponse = z
+  .looseObject({
+    openapi: z.literal('3.1.0').describe('the OpenAPI version'),
+    info: z.looseObject({ title: z.string().describe('hongbao'), version: z.string().describe('the API version') }).describe('about the API and this deployment’s limits (x-limits)'),
+    paths: z.record(z.string(), z.unknown()).describe('every route'),
+  })
+  .describe('This OpenAPI 3.1 document');
+
+const ERROR_DESCRIPTIONS: Record<ErrorCode, string> = {
+  invalid_request: 'bad body, query or header; details lists the problems',
+  unauthorized: 'missing, invalid or expired bearer token',
+  insufficient_balance: 'the balance is less than the packet’s total; nothing changed',
+  forbidden: 'an admin route without the admin role, or a result page you may not view',
+  not_found: 'no such packet or route',
+  idempotency_conflict: 'this Idempotency-Key was used with another body',
+  payload_too_large: 'the request body is over the configured limit (BODY_BYTES_MAX)',
+  rate_limited: 'too many requests (opens per user); see Retry-After',
+  unavailable: 'recovering, overloaded or a dependency is down; retry shortly (Retry-After)',
+  internal: 'a bug; it has been logged (never for bad input)',
+};
+
+const errorDetails = z
+  .union([
+    z
+      .array(
+        z
+          .object({ path: z.string().describe('the field, dotted; empty for the root'), message: z.string().describe('what is wrong with it') })
+          .describe('One shape problem'),
+      )
+      .describe('shape problems, one per field'),
+    z.array(z.string().describe('one broken rule, e.g. count must be at most 100')).describe('business-rule problems of a send'),
+  ])
+  .optional()
+  .describe('400 only: the problems found');
+
+/** API.md's error body, with `code` fixed to the code of one status. */
+export function errorResponse(code: ErrorCode) {
+  return z
+    .object({
+      error: z
+        .object({
+          code: z.literal(code).describe(`${code}: ${ERROR_DESCRIPTIONS[code]}`),
+          message: z.string().min(1).describe('human text'),
+          details: errorDetails,
+        })
+        .describe('what went wrong'),
+    })
+    .describe(`Error ${code}`);
+}
+
+/** Status → the code API.md gives it. */
+export const ERROR_CODE_OF_STATUS = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  402: 'insufficient_balance',
+  403: 'forbidden',
+  404: 'not_found',
+  409: 'idempotency_conflict',
+  413: 'payload_too_large',
+  429: 'rate_limited',
+  500: 'internal',
+  503: 'unavailable',
+} as const satisfies Record<number, ErrorCode>;
+
+export const errorDescription = (code: ErrorCode) => ERROR_DESCRIPTIONS[code];

@@ -1,0 +1,64 @@
+// Proves the limits are configurable by environment: the defaults are DEFAULT_LIMITS and app.ts's
+// constants, good values become config.limits/openRate/bodyBytesMax, and every bad value is a
+// ConfigError that names the setting.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULT_BODY_BYTES_MAX, loadConfig } from '../../src/config.js';
+import { DEFAULT_OPEN_RATE } from '../../src/engine/rate-limit.js';
+import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
+
+describe('limits from the environment', () => {
+  it('defaults to DEFAULT_LIMITS and the HTTP constants', () => {
+    const config = loadConfig({});
+    expect(config.limits).toEqual(DEFAULT_LIMITS);
+    expect(config.openRate).toEqual(DEFAULT_OPEN_RATE);
+    expect(DEFAULT_OPEN_RATE).toEqual({ burst: 100, perSecond: 20 });
+    expect(config.bodyBytesMax).toBe(DEFAULT_BODY_BYTES_MAX);
+    expect(DEFAULT_BODY_BYTES_MAX).toBe(16 * 1024);
+  });
+
+  it('reads every limit; money in yuan becomes fen; PACKET_TTL_MS is limits.ttlMs', () => {
+    const config = loadConfig({
+      PACKET_COUNT_MAX: '500',
+      SHARE_AMOUNT_MIN: '0.10',
+      SHARE_AMOUNT_MAX: '1000',
+      GREETING_LENGTH_MAX: '40',
+      PACKET_TTL_MS: '3600000',
+      OPEN_BURST: '10',
+      OPENS_PER_SECOND: '2.5',
+      BODY_BYTES_MAX: '65536',
+    });
+    expect(config.limits).toEqual({ countMax: 500, shareFenMin: 10, shareFenMax: 100_000, greetingLengthMax: 40, ttlMs: 3_600_000 });
+    expect(config.packetTtlMs).toBe(3_600_000);
+    expect(config.openRate).toEqual({ burst: 10, perSecond: 2.5 });
+    expect(config.bodyBytesMax).toBe(65_536);
+  });
+
+  it('accepts the bounds themselves', () => {
+    const config = loadConfig({ PACKET_COUNT_MAX: '1', SHARE_AMOUNT_MIN: '0.01', SHARE_AMOUNT_MAX: '0.01', GREETING_LENGTH_MAX: '9', BODY_BYTES_MAX: '1024' });
+    expect(config.limits).toMatchObject({ countMax: 1, shareFenMin: 1, shareFenMax: 1, greetingLengthMax: 9 });
+    expect(loadConfig({ PACKET_COUNT_MAX: '1000', SHARE_AMOUNT_MAX: '1000000.00' }).limits).toMatchObject({ countMax: 1000, shareFenMax: 100_000_000 });
+  });
+
+  it.each<[Record<string, string>, RegExp]>([
+    [{ PACKET_COUNT_MAX: 'lots' }, /PACKET_COUNT_MAX: must be a whole number from 1 to 1000/],
+    [{ PACKET_COUNT_MAX: '0' }, /PACKET_COUNT_MAX: must be a whole number from 1 to 1000/],
+    [{ PACKET_COUNT_MAX: '1001' }, /PACKET_COUNT_MAX/],
+    [{ PACKET_COUNT_MAX: '2.5' }, /PACKET_COUNT_MAX/],
+    [{ SHARE_AMOUNT_MIN: '0.001' }, /SHARE_AMOUNT_MIN: must be yuan with at most two decimals .*got "0\.001"/],
+    [{ SHARE_AMOUNT_MIN: '0' }, /SHARE_AMOUNT_MIN: must be yuan/],
+    [{ SHARE_AMOUNT_MAX: '-1' }, /SHARE_AMOUNT_MAX: must be yuan/],
+    [{ SHARE_AMOUNT_MAX: '1e3' }, /SHARE_AMOUNT_MAX: must be yuan/],
+    [{ SHARE_AMOUNT_MAX: '1000000.01' }, /SHARE_AMOUNT_MAX: must be yuan .*to 1000000\.00/],
+    [{ SHARE_AMOUNT_MAX: '' }, /SHARE_AMOUNT_MAX/],
+    [{ SHARE_AMOUNT_MIN: '5.00', SHARE_AMOUNT_MAX: '4.99' }, /SHARE_AMOUNT_MIN \(5\.00\) must not be above SHARE_AMOUNT_MAX \(4\.99\)/],
+    [{ GREETING_LENGTH_MAX: '8' }, /GREETING_LENGTH_MAX: must be a whole number from 9/],
+    [{ OPEN_BURST: '0' }, /OPEN_BURST/],
+    [{ OPENS_PER_SECOND: '0' }, /OPENS_PER_SECOND: must be a number above 0/],
+    [{ OPENS_PER_SECOND: 'fast' }, /OPENS_PER_SECOND/],
+    [{ BODY_BYTES_MAX: '100' }, /BODY_BYTES_MAX: must be a whole number from 1024 to 1048576/],
+    [{ PACKET_TTL_MS: '-5' }, /PACKET_TTL_MS/],
+  ])('%o → ConfigError', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+});
