@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { DEFAULT_GREETING, DEFAULT_LIMITS, type Limits } from './domain/limits.js';
 import { DEFAULT_OPEN_RATE, type OpenRate } from './engine/rate-limit.js';
-import { formatFen, parseYuan, type Fen } from './money/money.js';
+import { formatFen, MoneyFormatError, parseYuan, type Fen } from './money/money.js';
 
 export const DEV_AUTH_SECRET = 'hongbao-dev-secret-change-me';
 
@@ -30,8 +30,9 @@ const yuanSetting = (fallback: Fen) =>
       try {
         const fen = parseYuan(text);
         if (fen >= 1 && fen <= SHARE_FEN_MAX_MAX) return fen;
-      } catch {
-        // reported below; the issue's path names the setting
+      } catch (error) {
+        // Not yuan: reported below, where the issue's path names the setting.
+        if (!(error instanceof MoneyFormatError)) throw error;
       }
       context.addIssue({
         code: 'custom',

@@ -117,7 +117,10 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
     onPoolError: (error) => logger.warn({ err: error }, 'database connection lost; reconnecting on next use'),
   });
-  const log = options.kafka === undefined ? new TableLog(database.db) : await openKafkaLog(options.kafka, logger);
+  const log =
+    options.kafka === undefined
+      ? new TableLog(database.db, (error) => logger.warn({ err: error }, 'reading the table log failed; retrying'))
+      : await openKafkaLog(options.kafka, logger);
   const ledger = new Ledger(database, log);
   // Redis is a cache: its failures never fail a request, but they are logged and counted.
   const cacheFailures = { count: 0 };
@@ -132,7 +135,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
       for (const claim of claims) pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq));
       metrics.ledgerApplySeconds.observe(durationMs / 1000);
     },
-    onError: (error) => logger.warn({ err: error }, 'ledger batch failed; it will be retried'),
+    onError: (error) => logger.warn({ err: error }, 'ledger batch or position read failed; it will be retried'),
     // A conflicting duplicate is never dropped silently: recorded, counted, logged, reconciled.
     onConflict: (conflict) => logger.error({ conflict }, `ledger conflict: ${conflict.message}`),
   });

@@ -88,6 +88,10 @@ export function createServiceMetrics(sources: MetricSources) {
   countedBy(registry, 'hongbao_log_events_appended_total', 'Events made durable in the event log', () => sources.committer.stats.events);
   countedBy(registry, 'hongbao_ledger_events_applied_total', 'Events applied by the ledger consumer', () => sources.consumer.appliedEvents);
   countedBy(registry, 'hongbao_ledger_failed_batches_total', 'Ledger batches that failed and were retried', () => sources.consumer.failedBatches);
+  countedBy(registry, 'hongbao_ledger_position_read_failures_total', 'Reads of the stored ledger positions that failed and were retried', () => sources.consumer.failedPositionReads);
+  countedBy(registry, 'hongbao_log_read_failures_total', 'Reads of the table log that failed and were retried', () =>
+    'readFailures' in sources.log && typeof sources.log.readFailures === 'number' ? sources.log.readFailures : 0,
+  );
   countedBy(registry, 'hongbao_ledger_conflicts_total', 'Conflicting duplicates the ledger recorded (see reconciliation)', () => sources.consumer.conflicts);
   countedBy(registry, 'hongbao_cache_failures_total', 'Redis commands that failed; the request was answered without the cache', () => sources.cacheFailures.count);
   return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds };

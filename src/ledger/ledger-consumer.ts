@@ -52,6 +52,8 @@ export class LedgerConsumer {
   failedBatches = 0;
   /** Conflicts recorded by this consumer since it was built (replays of known conflicts not counted). */
   conflicts = 0;
+  /** Reads of the stored positions (another process's progress) that failed, since start. */
+  failedPositionReads = 0;
 
   constructor(
     private readonly db: Db,
@@ -90,7 +92,13 @@ export class LedgerConsumer {
         }, STORED_POSITION_POLL_MS);
         this.waiters.push(waiter);
       });
-      if (!this.reached(position)) await this.refreshFromStorage().catch(() => {});
+      if (!this.reached(position)) {
+        await this.refreshFromStorage().catch((error: unknown) => {
+          // The database did not answer: the wait goes on until its deadline, and says why then.
+          this.failedPositionReads += 1;
+          this.options.onError?.(error);
+        });
+      }
     }
   }
 

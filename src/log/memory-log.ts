@@ -32,7 +32,9 @@ export class MemoryLog implements EventLog {
         try {
           await handler({ events, positions: [{ partition: 0, nextOffset: String(next + events.length) }] });
           next += events.length;
-        } catch {
+        } catch (error) {
+          // The handler stored nothing (it reports its own failure): deliver the same events again.
+          if (!(error instanceof Error)) throw error;
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }

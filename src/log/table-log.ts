@@ -33,7 +33,13 @@ export class TableLog implements EventLog {
   readonly name = 'table';
   private readonly wakers = new Set<() => void>();
 
-  constructor(private readonly executor: SqlExecutor) {}
+  /** Reads of the log that failed (and were retried) since start. */
+  readFailures = 0;
+
+  constructor(
+    private readonly executor: SqlExecutor,
+    private readonly onReadError: (error: unknown) => void = () => {},
+  ) {}
 
   async append(events: readonly PacketEvent[]): Promise<void> {
     if (events.length === 0) return;
@@ -70,7 +76,10 @@ export class TableLog implements EventLog {
             this.executor,
             sql`select seq, event from log_events where seq >= ${String(next)}::bigint order by seq limit ${READ_BATCH_EVENTS_MAX}`,
           );
-        } catch {
+        } catch (error) {
+          // The database did not answer: count it, report it, and read again after a pause.
+          this.readFailures += 1;
+          this.onReadError(error);
           await sleep(RETRY_DELAY_MS);
           continue;
         }
@@ -84,8 +93,10 @@ export class TableLog implements EventLog {
           await handler({ events, positions: [{ partition: 0, nextOffset: after.toString() }] });
           next = after;
           if (read.length < READ_BATCH_EVENTS_MAX) await new Promise((resolve) => setTimeout(resolve, GATHER_MS));
-        } catch {
-          // The handler stored nothing: read the same rows again after a pause.
+        } catch (error) {
+          // The handler stored nothing (and has counted and reported its failure): read the
+          // same rows again after a pause. Anything but an Error is a bug, not a failed batch.
+          if (!(error instanceof Error)) throw error;
           await sleep(RETRY_DELAY_MS);
         }
       }
