@@ -29,15 +29,26 @@ export interface Cursor {
 
 export const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify([cursor.atMs, cursor.id])).toString('base64url');
 
+/** The latest moment a JavaScript Date (and so a cursor time) can name. */
+const DATE_MS_MAX = 8.64e15;
+/** Cursor ids are packet ids: what the API issues (and a forged one cannot smuggle NUL or quotes). */
+const CURSOR_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The cursor a text names, or null when it is not one this API made (validated field by field). */
 export function decodeCursor(text: string): Cursor | null {
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-    if (Array.isArray(parsed) && Number.isSafeInteger(parsed[0]) && typeof parsed[1] === 'string') return { atMs: parsed[0], id: parsed[1] };
+    parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
   } catch (error) {
     // Not JSON: not a cursor we made. Only a SyntaxError is expected here.
     if (!(error instanceof SyntaxError)) throw error;
+    return null;
   }
-  return null;
+  if (!Array.isArray(parsed) || parsed.length !== 2) return null;
+  const [atMs, id] = parsed as unknown[];
+  if (!Number.isSafeInteger(atMs) || (atMs as number) < 0 || (atMs as number) > DATE_MS_MAX) return null;
+  if (typeof id !== 'string' || !CURSOR_ID_PATTERN.test(id)) return null;
+  return { atMs: atMs as number, id };
 }
 
 export interface SentPacket {
