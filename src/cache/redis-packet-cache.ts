@@ -13,6 +13,12 @@ const claimsKey = (packetId: string) => `p:${packetId}:c`;
 
 type Pipeline = ReturnType<Redis['pipeline']>;
 
+/** Both keys of a packet live until RETENTION_AFTER_EXPIRY_MS past the packet's own expiry. */
+function expireWithPacket(pipeline: Pipeline, packet: Packet): void {
+  const until = packet.expiresAtMs + RETENTION_AFTER_EXPIRY_MS;
+  pipeline.pexpireat(factsKey(packet.id), until).pexpireat(claimsKey(packet.id), until);
+}
+
 export class RedisPacketCache implements PacketCache {
   private pending: Pipeline | undefined;
 
@@ -46,25 +52,30 @@ export class RedisPacketCache implements PacketCache {
   }
 
   rememberPacket(packet: Packet, status: PacketStatus, claims: readonly { userId: string; amountFen: Fen; seq: number }[]): void {
-    const until = packet.expiresAtMs + RETENTION_AFTER_EXPIRY_MS;
     this.write((pipeline) => {
       pipeline.hset(factsKey(packet.id), { packet: JSON.stringify(packet), status });
       if (claims.length > 0) {
         pipeline.hset(claimsKey(packet.id), Object.fromEntries(claims.map((claim) => [claim.userId, `${claim.amountFen}:${claim.seq}`])));
       }
-      pipeline.pexpireat(factsKey(packet.id), until).pexpireat(claimsKey(packet.id), until);
+      expireWithPacket(pipeline, packet);
     });
   }
 
-  rememberClaim(packetId: string, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void {
+  rememberClaim(packet: Packet, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void {
     this.write((pipeline) => {
-      pipeline.hset(claimsKey(packetId), claim.userId, `${claim.amountFen}:${claim.seq}`);
-      if (finished) pipeline.hset(factsKey(packetId), 'status', 'finished');
+      pipeline.hset(claimsKey(packet.id), claim.userId, `${claim.amountFen}:${claim.seq}`);
+      if (finished) pipeline.hset(factsKey(packet.id), 'status', 'finished');
+      // Every write gives its keys their lifetime: a write may be the one that creates the key
+      // (the first claim, or the cache was flushed), and a key without one would live forever.
+      expireWithPacket(pipeline, packet);
     });
   }
 
-  rememberExpired(packetId: string): void {
-    this.write((pipeline) => pipeline.hset(factsKey(packetId), 'status', 'expired'));
+  rememberExpired(packet: Packet): void {
+    this.write((pipeline) => {
+      pipeline.hset(factsKey(packet.id), 'status', 'expired');
+      expireWithPacket(pipeline, packet);
+    });
   }
 
   /**

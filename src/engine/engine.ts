@@ -6,7 +6,7 @@ import type { Seed } from '../domain/random.js';
 import type { PacketEvent } from '../log/events.js';
 import type { Clock } from './clock.js';
 import { answerFromCache, type PacketCache } from './packet-cache.js';
-import type { Claim, StoredPacket } from '../domain/packet.js';
+import type { Claim, Packet, StoredPacket } from '../domain/packet.js';
 import { BUSY_RETRY_AFTER_MS, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
 import { PacketActor, type ActorDependencies, type PacketSnapshot } from './packet-actor.js';
 
@@ -71,8 +71,8 @@ export class Engine {
       ...(onClaimFailed ? { onClaimFailed } : {}),
       ...(cache
         ? {
-            onClaimDurable: (claim: Claim, finished: boolean) => cache.rememberClaim(claim.packetId, claim, finished),
-            onExpiredDurable: (packetId: string) => cache.rememberExpired(packetId),
+            onClaimDurable: (packet: Packet, claim: Claim, finished: boolean) => cache.rememberClaim(packet, claim, finished),
+            onExpiredDurable: (packet: Packet) => cache.rememberExpired(packet),
           }
         : {}),
     };

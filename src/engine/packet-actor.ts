@@ -47,8 +47,8 @@ export interface ActorDependencies {
   readonly processWrites?: { count: number };
   readonly onClaimFailed?: (claim: Claim) => void;
   /** A claim became durable; `finished` when it was the packet's last share. */
-  readonly onClaimDurable?: (claim: Claim, finished: boolean) => void;
-  readonly onExpiredDurable?: (packetId: string) => void;
+  readonly onClaimDurable?: (packet: Packet, claim: Claim, finished: boolean) => void;
+  readonly onExpiredDurable?: (packet: Packet) => void;
 }
 
 export class PacketActor {
@@ -196,7 +196,7 @@ export class PacketActor {
           this.inFlight -= 1;
           if (processWrites) processWrites.count -= 1;
           record.durable = true;
-          this.dependencies.onClaimDurable?.(claim, claim.seq === this.packet.count);
+          this.dependencies.onClaimDurable?.(this.packet, claim, claim.seq === this.packet.count);
           return { state: 'claimed', amountFen, seq };
         },
         (error: unknown) => {
@@ -230,7 +230,7 @@ export class PacketActor {
         this.inFlight -= 1;
         if (event.kind === 'expire') {
           this.expiredDurable = true;
-          this.dependencies.onExpiredDurable?.(event.packetId);
+          this.dependencies.onExpiredDurable?.(this.packet);
         }
       },
       (error: unknown) => {

@@ -18,9 +18,9 @@ export interface PacketCache {
   /** A packet's actor came to life: its facts, and all its durable claims. Fire and forget. */
   rememberPacket(packet: Packet, status: PacketStatus, claims: readonly { userId: string; amountFen: Fen; seq: number }[]): void;
   /** A claim became durable; `finished` when it was the last share. Fire and forget. */
-  rememberClaim(packetId: string, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void;
+  rememberClaim(packet: Packet, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void;
   /** The expiry became durable. Fire and forget. */
-  rememberExpired(packetId: string): void;
+  rememberExpired(packet: Packet): void;
 }
 
 export type CachedAnswer =

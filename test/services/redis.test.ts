@@ -1,11 +1,9 @@
 // Redis in front of the engine: a finished packet is answered from the cache without waking
 // its actor; a flushed cache changes no answer and no money; with Redis unreachable the engine
-// still answers every open from memory and the rate limit falls back to the process's bucket.
+// still answers every open from memory and the rate limit falls back to the process's bucket;
+// every key the product writes to Redis has a lifetime.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/cache/redis-client.js';
-import { RedisPacketCache } from '../../src/cache/redis-packet-cache.js';
-import { RedisRateLimiter } from '../../src/cache/redis-rate-limit.js';
-import { TokenBucketLimiter } from '../../src/engine/rate-limit.js';
 import { apiClient } from '../support/http-client.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -67,6 +65,40 @@ describe('Redis packet cache and rate limit', () => {
       await client.expectConserved();
     } finally {
       deadRedis.disconnect();
+    }
+  });
+
+  it('every key a flow writes to Redis has a lifetime (claims, a finished packet, keys made anew after a flush, rate limits)', async () => {
+    const redis = createRedis(REDIS_URL, () => {});
+    await redis.connect();
+    try {
+      h = await startHarness({ redisUrl: REDIS_URL });
+      const run = `ttl${Date.now().toString(36)}`;
+      const client = apiClient(() => h!, run);
+      await client.fund(`${run}-s`, '10.00');
+      const finished = await client.sendOk(`${run}-s`, { type: 'group_fixed', targetId: 'g', count: 2, amount: '1.00' });
+      const live = await client.sendOk(`${run}-s`, { type: 'group_lucky', targetId: 'g', count: 5, amount: '2.00' });
+      await client.openOk(finished.id, `${run}-a`);
+      await client.openOk(finished.id, `${run}-b`);
+      await client.openOk(live.id, `${run}-a`);
+      await h.settle();
+      // The first claim of a packet whose facts were flushed creates its keys anew.
+      await redis.del(`p:${live.id}`, `p:${live.id}:c`);
+      await client.openOk(live.id, `${run}-c`);
+      await h.settle();
+      await new Promise((resolve) => setTimeout(resolve, 50)); // cache writes are fire-and-forget
+
+      const keys = [
+        ...(await redis.keys(`hb:p:${finished.id}*`)),
+        ...(await redis.keys(`hb:p:${live.id}*`)),
+        ...(await redis.keys(`hb:rl:${run}-*`)),
+      ].map((key) => key.replace(/^hb:/, ''));
+      // The flow wrote them: facts and claims of the finished packet, the claims key the live
+      // packet's next claim made anew after the flush, and the openers' buckets.
+      expect(keys).toEqual(expect.arrayContaining([`p:${finished.id}`, `p:${finished.id}:c`, `p:${live.id}:c`, `rl:${run}-a`]));
+      for (const key of keys) expect(await redis.pttl(key), key).toBeGreaterThan(0);
+    } finally {
+      redis.disconnect();
     }
   });
 });
