@@ -101,7 +101,7 @@ export class Service implements HongbaoService {
     if (!Number.isSafeInteger(amountFen) || amountFen < 1) return { kind: 'invalid', problems: ['amount must be at least 0.01'] };
     const booking = await this.parts.ledger.deposit(userId, amountFen, { callerId, key: idempotencyKey, request: { userId, amountFen } });
     if (booking.kind === 'conflict') return { kind: 'idempotency_conflict' };
-    if (booking.kind === 'rejected') throw new Error('a deposit is never rejected');
+    if (booking.kind === 'rejected') return { kind: 'invalid', problems: [booking.rejection.reason] };
     return { kind: 'deposited', userId: booking.value.userId, balanceFen: booking.value.balanceFen };
   }
 

@@ -12,10 +12,10 @@ import { runIdempotent, type IdempotentResult } from './idempotency.js';
 import { duePacketIds, loadStoredPacket, storeSentPacket } from './packet-store.js';
 import { reconcile, type ReconciliationReport } from './reconciliation.js';
 import { receivedRecords, sentRecords, type Cursor, type ReceivedRecords, type SentRecords } from './records.js';
-import { deposit, walletBalance } from './wallets.js';
+import { deposit, MoneyInLimitError, walletBalance } from './wallets.js';
 
 export type SendBooking = IdempotentResult<Packet, { balanceFen: Fen }>;
-export type DepositBooking = IdempotentResult<{ userId: string; balanceFen: Fen }, never>;
+export type DepositBooking = IdempotentResult<{ userId: string; balanceFen: Fen }, { reason: string }>;
 
 /** Who asked, under which key, with which canonical request (its hash decides "same request"). */
 export interface IdempotencyRequest {
@@ -51,7 +51,14 @@ export class Ledger {
       runIdempotent(
         this.database.db,
         { userId: idempotency.callerId, route: 'deposit', key: idempotency.key, request: idempotency.request },
-        async (tx) => ({ ok: true, value: { userId, balanceFen: await deposit(tx, userId, amountFen, reference) } }),
+        async (tx) => {
+          try {
+            return { ok: true, value: { userId, balanceFen: await deposit(tx, userId, amountFen, reference) } };
+          } catch (error) {
+            if (error instanceof MoneyInLimitError) return { ok: false, rejection: { reason: error.message } };
+            throw error;
+          }
+        },
       ),
     );
   }
