@@ -6,6 +6,10 @@ import { DEFAULT_OPEN_RATE, type OpenRate } from './engine/rate-limit.js';
 import { formatFen, MoneyFormatError, parseYuan, type Fen } from './money/money.js';
 
 export const DEV_AUTH_SECRET = 'hongbao-dev-secret-change-me';
+/** HS256 wants a key at least as long as its hash (RFC 7518 §3.2): 32 bytes. */
+export const SECRET_BYTES_MIN = 32;
+/** The longest a bearer token may live (exp − iat); longer ones are refused. */
+export const DEFAULT_TOKEN_TTL_MAX_SECONDS = 7 * 24 * 3600;
 
 /** Requests bodies are small JSON documents; anything bigger is a mistake or an attack. */
 export const DEFAULT_BODY_BYTES_MAX = 16 * 1024;
@@ -67,6 +71,7 @@ const environment = z.object({
     .default(DEFAULT_OPEN_RATE.perSecond),
   BODY_BYTES_MAX: integer(1024, BODY_BYTES_MAX_MAX, DEFAULT_BODY_BYTES_MAX),
   NODE_ENV: z.string().optional(),
+  TOKEN_TTL_MAX_SECONDS: integer(60, 366 * 24 * 3600, DEFAULT_TOKEN_TTL_MAX_SECONDS),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -90,6 +95,8 @@ export interface Config {
   readonly openRate: OpenRate;
   /** Largest request body on the routes that take one (413 past it). */
   readonly bodyBytesMax: number;
+  /** Bearer tokens must carry `exp`, at most this far after their `iat` (or after now). */
+  readonly tokenTtlMaxSeconds: number;
   readonly production: boolean;
   readonly logLevel: string;
   /** Why the config is not fit for production, shown as warnings at start. */
@@ -107,18 +114,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid environment: ${problems}`);
   }
   const values = parsed.data;
-  const production = values.NODE_ENV === 'production';
+  // `Production`, `PRODUCTION ` and `production` all mean production: never fall back to dev by a typo of case.
+  const production = values.NODE_ENV?.trim().toLowerCase() === 'production';
   const warnings: string[] = [];
   if (values.AUTH_SECRET === undefined) {
     if (production) throw new ConfigError('AUTH_SECRET is required when NODE_ENV=production');
     warnings.push('AUTH_SECRET is not set: using the public dev secret; anyone can mint tokens');
   }
+  if (production) checkProductionSecrets(values.AUTH_SECRET, values.SEED_SECRET);
   if (values.SHARE_AMOUNT_MIN > values.SHARE_AMOUNT_MAX) {
     throw new ConfigError(
       `invalid environment: SHARE_AMOUNT_MIN (${formatFen(values.SHARE_AMOUNT_MIN)}) must not be above SHARE_AMOUNT_MAX (${formatFen(values.SHARE_AMOUNT_MAX)})`,
     );
   }
-  if (values.SEED_SECRET === undefined && production) throw new ConfigError('SEED_SECRET is required when NODE_ENV=production');
   const authSecret = values.AUTH_SECRET ?? DEV_AUTH_SECRET;
   return {
     port: values.PORT,
@@ -143,8 +151,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     openRate: { burst: values.OPEN_BURST, perSecond: values.OPENS_PER_SECOND },
     bodyBytesMax: values.BODY_BYTES_MAX,
+    tokenTtlMaxSeconds: values.TOKEN_TTL_MAX_SECONDS,
     production,
     logLevel: values.LOG_LEVEL,
     warnings,
   };
+}
+
+/** In production a secret is private, long enough, and not one this repository publishes. */
+function checkProductionSecrets(authSecret: string | undefined, seedSecret: string | undefined): void {
+  for (const [name, secret] of [['AUTH_SECRET', authSecret], ['SEED_SECRET', seedSecret]] as const) {
+    if (secret === undefined) throw new ConfigError(`${name} is required when NODE_ENV=production`);
+    if (secret === DEV_AUTH_SECRET) throw new ConfigError(`${name} is the public dev secret; set a private one when NODE_ENV=production`);
+    if (Buffer.byteLength(secret, 'utf8') < SECRET_BYTES_MIN) {
+      throw new ConfigError(`${name} must be at least ${SECRET_BYTES_MIN} bytes when NODE_ENV=production (e.g. openssl rand -hex 32)`);
+    }
+  }
+  if (authSecret === seedSecret) throw new ConfigError('AUTH_SECRET and SEED_SECRET must differ when NODE_ENV=production');
 }

@@ -13,7 +13,12 @@ async function main(): Promise<void> {
   for (const warning of config.warnings) logger.warn(warning);
 
   const hongbao = await composeHongbao(composeOptionsFrom(config, logger, systemClock));
-  const app = createApp(hongbao.service, { authSecret: config.authSecret, logger, bodyBytesMax: config.bodyBytesMax });
+  const app = createApp(hongbao.service, {
+    authSecret: config.authSecret,
+    logger,
+    bodyBytesMax: config.bodyBytesMax,
+    tokenTtlMaxSeconds: config.tokenTtlMaxSeconds,
+  });
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
     const url = `http://${config.host}:${info.port}`;
     console.log(

@@ -17,6 +17,8 @@ export interface AppOptions {
   readonly logger: Logger;
   /** Largest request body on the routes that take one (config.bodyBytesMax); 413 past it. */
   readonly bodyBytesMax: number;
+  /** Bearer tokens must expire within this many seconds of being issued (config.tokenTtlMaxSeconds). */
+  readonly tokenTtlMaxSeconds: number;
 }
 
 export function createApp(service: HongbaoService, options: AppOptions) {
@@ -56,7 +58,7 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     if (!service.serving) throw new ApiError(503, 'unavailable', 'recovering: applying the event log; retry shortly');
     await next();
   });
-  v1.use('*', requireAuth(options.authSecret));
+  v1.use('*', requireAuth(options.authSecret, { tokenTtlMaxSeconds: options.tokenTtlMaxSeconds }));
   v1.route('/', walletRoutes(service));
   v1.route('/', packetRoutes(service));
   v1.route('/', recordRoutes(service));

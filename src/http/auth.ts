@@ -21,13 +21,21 @@ function hs256Key(secret: string): KeyObject {
   return createSecretKey(Buffer.from(secret, 'utf8'));
 }
 
-export function requireAuth(secret: string): MiddlewareHandler<{ Variables: AuthVariables }> {
+export interface AuthOptions {
+  /** Tokens must carry `exp`, at most this many seconds after their `iat` (or after now). */
+  readonly tokenTtlMaxSeconds: number;
+}
+
+/** RFC 7235: the scheme is case-insensitive; one or more spaces before the token. */
+const BEARER = /^bearer +([A-Za-z0-9_.-]+)$/i;
+
+export function requireAuth(secret: string, options: AuthOptions): MiddlewareHandler<{ Variables: AuthVariables }> {
   const key = hs256Key(secret);
   // token → who it names and until when; a signature is checked once, the expiry every time.
   const verified = new Map<string, { caller: Caller; expiresAtMs: number }>();
   return async (c, next) => {
     const header = c.req.header('authorization') ?? '';
-    const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header);
+    const match = BEARER.exec(header);
     if (match === null) throw new ApiError(401, 'unauthorized', 'missing bearer token: send Authorization: Bearer <JWT>');
     const token = match[1]!;
     const known = verified.get(token);
@@ -48,12 +56,17 @@ export function requireAuth(secret: string): MiddlewareHandler<{ Variables: Auth
     if (typeof subject !== 'string' || !USER_ID_PATTERN.test(subject)) {
       throw new ApiError(401, 'unauthorized', 'token subject must be a user id of 1–64 characters [A-Za-z0-9_-]');
     }
-    const caller: Caller = { userId: subject, admin: payload.role === 'admin' };
-    // Only tokens that expire are remembered, and never past their expiry.
-    if (typeof payload.exp === 'number') {
-      if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
-      verified.set(token, { caller, expiresAtMs: payload.exp * 1000 });
+    // A token that never expires is a password that can never be changed: refuse it, and one
+    // that claims to live longer than the deployment allows.
+    if (typeof payload.exp !== 'number') throw new ApiError(401, 'unauthorized', 'token must carry exp (an expiry time)');
+    const issuedAtSeconds = typeof payload.iat === 'number' ? payload.iat : Math.floor(Date.now() / 1000);
+    if (payload.exp - issuedAtSeconds > options.tokenTtlMaxSeconds) {
+      throw new ApiError(401, 'unauthorized', `token lives longer than the ${options.tokenTtlMaxSeconds} s this deployment allows`);
     }
+    const caller: Caller = { userId: subject, admin: payload.role === 'admin' };
+    // Remembered, never past its expiry.
+    if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!);
+    verified.set(token, { caller, expiresAtMs: payload.exp * 1000 });
     c.set('caller', caller);
     await next();
   };

@@ -98,6 +98,25 @@ describe('authentication', () => {
     expect(ok.body.userId).toBe('auth-u1');
   });
 
+  it('401 for a token without exp or one that lives past the allowed lifetime; the Bearer scheme in any case', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const forever = await sign({ sub: 'auth-u2', iat: now }, TEST_SECRET, 'HS256');
+    const tooLong = await sign({ sub: 'auth-u2', iat: now, exp: now + 8 * 24 * 3600 }, TEST_SECRET, 'HS256');
+    const tooLongWithoutIat = await sign({ sub: 'auth-u2', exp: now + 8 * 24 * 3600 }, TEST_SECRET, 'HS256');
+    for (const token of [forever, tooLong, tooLongWithoutIat]) {
+      const reply = await rawAuth('/v1/wallet', 'GET', `Bearer ${token}`);
+      expectError(reply, 401, 'unauthorized');
+      expect(reply.body.error.message).toMatch(/exp|longer/);
+    }
+    // Within the default lifetime (7 days) is fine; RFC 7235: the scheme's case does not matter.
+    const week = await sign({ sub: 'auth-u2', iat: now, exp: now + 7 * 24 * 3600 }, TEST_SECRET, 'HS256');
+    for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR']) {
+      const reply = await rawAuth('/v1/wallet', 'GET', `${scheme} ${week}`);
+      expect(reply.status, scheme).toBe(200);
+      expect(reply.body.userId).toBe('auth-u2');
+    }
+  });
+
   it('an expired admin token cannot deposit', async () => {
     const now = Math.floor(Date.now() / 1000);
     const expired = await sign({ sub: 'auth-admin', role: 'admin', exp: now - 1 }, TEST_SECRET, 'HS256');

@@ -2,7 +2,7 @@
 // database on the Postgres server when TEST_DATABASE_URL/DATABASE_URL is set for services runs.
 import { pino } from 'pino';
 import { sql } from 'drizzle-orm';
-import { DEFAULT_BODY_BYTES_MAX } from '../../src/config.js';
+import { DEFAULT_BODY_BYTES_MAX, DEFAULT_TOKEN_TTL_MAX_SECONDS } from '../../src/config.js';
 import { startHongbao, type ComposeOptions, type Hongbao } from '../../src/app/compose.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 import { ManualClock, type Clock } from '../../src/engine/clock.js';
@@ -73,7 +73,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     limits: { ...DEFAULT_LIMITS, ...(packetTtlMs === undefined ? {} : { ttlMs: packetTtlMs }), ...options.limits },
     clock,
   });
-  const app = createApp(hongbao.service, { authSecret: TEST_SECRET, logger: silentLogger, bodyBytesMax: bodyBytesMax ?? DEFAULT_BODY_BYTES_MAX });
+  const app = createApp(hongbao.service, { authSecret: TEST_SECRET, logger: silentLogger, bodyBytesMax: bodyBytesMax ?? DEFAULT_BODY_BYTES_MAX,
+    tokenTtlMaxSeconds: DEFAULT_TOKEN_TTL_MAX_SECONDS,
+  });
   const tokens = new Map<string, string>();
   const token = async (userId: string, admin = false) => {
     const key = `${userId}:${admin}`;

@@ -2,7 +2,7 @@
 // constants, good values become config.limits/openRate/bodyBytesMax, and every bad value is a
 // ConfigError that names the setting.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_BODY_BYTES_MAX, loadConfig } from '../../src/config.js';
+import { ConfigError, DEFAULT_BODY_BYTES_MAX, DEV_AUTH_SECRET, loadConfig } from '../../src/config.js';
 import { DEFAULT_OPEN_RATE } from '../../src/engine/rate-limit.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 
@@ -60,5 +60,36 @@ describe('limits from the environment', () => {
   ])('%o → ConfigError', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);
+  });
+});
+
+describe('production secrets', () => {
+  const strong = 'a'.repeat(32);
+  const strongSeed = 'b'.repeat(32);
+  it.each([
+    ['the public dev AUTH_SECRET', { NODE_ENV: 'production', AUTH_SECRET: DEV_AUTH_SECRET, SEED_SECRET: strongSeed }, /AUTH_SECRET is the public dev secret/],
+    ['a one-character AUTH_SECRET', { NODE_ENV: 'production', AUTH_SECRET: 'x', SEED_SECRET: strongSeed }, /AUTH_SECRET must be at least 32 bytes/],
+    ['a 31-byte SEED_SECRET', { NODE_ENV: 'production', AUTH_SECRET: strong, SEED_SECRET: 'c'.repeat(31) }, /SEED_SECRET must be at least 32 bytes/],
+    ['no SEED_SECRET', { NODE_ENV: 'production', AUTH_SECRET: strong }, /SEED_SECRET is required/],
+    ['the same secret twice', { NODE_ENV: 'production', AUTH_SECRET: strong, SEED_SECRET: strong }, /must differ/],
+    ['NODE_ENV=Production (any case) with the dev secret', { NODE_ENV: 'Production', AUTH_SECRET: DEV_AUTH_SECRET, SEED_SECRET: strongSeed }, /public dev secret/],
+    ['NODE_ENV=PRODUCTION without secrets', { NODE_ENV: 'PRODUCTION' }, /AUTH_SECRET is required/],
+  ])('refuses %s', (_label, env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('accepts long, distinct, private secrets in production, and counts NODE_ENV=Production as production', () => {
+    const config = loadConfig({ NODE_ENV: 'Production', AUTH_SECRET: strong, SEED_SECRET: strongSeed });
+    expect(config.production).toBe(true);
+    expect(config.authSecret).toBe(strong);
+    expect(config.seedSecret).toBe(strongSeed);
+    expect(config.warnings).toEqual([]);
+  });
+
+  it('TOKEN_TTL_MAX_SECONDS bounds token lifetimes (default 7 days)', () => {
+    expect(loadConfig({}).tokenTtlMaxSeconds).toBe(7 * 24 * 3600);
+    expect(loadConfig({ TOKEN_TTL_MAX_SECONDS: '3600' }).tokenTtlMaxSeconds).toBe(3600);
+    expect(() => loadConfig({ TOKEN_TTL_MAX_SECONDS: '10' })).toThrow(/TOKEN_TTL_MAX_SECONDS/);
   });
 });
