@@ -4,6 +4,7 @@ import type { HongbaoService } from '../../app/service.js';
 import { DEFAULT_GREETING } from '../../domain/limits.js';
 import { formatFen, parseYuan } from '../../money/money.js';
 import type { AuthVariables } from '../auth.js';
+import { requireJson } from '../body-limit.js';
 import { ApiError, idempotencyConflict } from '../errors.js';
 import { renderPacket, renderPage } from '../render.js';
 import { idempotencyKey, sendBody, validate } from '../validation.js';
@@ -22,7 +23,7 @@ function packetIdOf(raw: string): string {
 
 export function packetRoutes(service: HongbaoService) {
   return new Hono<{ Variables: AuthVariables }>()
-    .post('/packets', validate('json', sendBody), async (c) => {
+    .post('/packets', requireJson, validate('json', sendBody), async (c) => {
       const body = c.req.valid('json');
       const key = idempotencyKey(c.req.header('idempotency-key'));
       const outcome = await service.send(

@@ -3,12 +3,13 @@ import { Hono } from 'hono';
 import type { HongbaoService } from '../../app/service.js';
 import { formatFen, parseYuan } from '../../money/money.js';
 import { requireAdmin, type AuthVariables } from '../auth.js';
+import { requireJson } from '../body-limit.js';
 import { ApiError, idempotencyConflict } from '../errors.js';
 import { depositBody, idempotencyKey, validate } from '../validation.js';
 
 export function walletRoutes(service: HongbaoService) {
   return new Hono<{ Variables: AuthVariables }>()
-    .post('/wallet/deposits', requireAdmin, validate('json', depositBody), async (c) => {
+    .post('/wallet/deposits', requireAdmin, requireJson, validate('json', depositBody), async (c) => {
       const body = c.req.valid('json');
       const key = idempotencyKey(c.req.header('idempotency-key'));
       const outcome = await service.deposit(c.get('caller').userId, body.userId, parseYuan(body.amount), key);
