@@ -141,25 +141,27 @@ export class Service implements HongbaoService {
     return { balanceFen: await this.parts.ledger.balance(userId), pendingFen: this.parts.pending.pendingFen(userId) };
   }
 
-  async sentRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<SentRecordsView>> {
-    const after = cursorOf(cursor);
-    if (after === 'invalid') return { kind: 'invalid_cursor' };
-    const recordsYear = year ?? recordsYearOf(this.parts.clock.now());
-    const records = await this.parts.ledger.sentRecords(userId, recordsYear, after);
-    return {
-      kind: 'records',
-      view: { year: recordsYear, ...records, nextCursor: records.nextCursor === null ? null : encodeCursor(records.nextCursor) },
-    };
+  sentRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<SentRecordsView>> {
+    return this.records(year, cursor, (recordsYear, after) => this.parts.ledger.sentRecords(userId, recordsYear, after));
   }
 
-  async receivedRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<ReceivedRecordsView>> {
+  receivedRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<ReceivedRecordsView>> {
+    return this.records(year, cursor, (recordsYear, after) => this.parts.ledger.receivedRecords(userId, recordsYear, after));
+  }
+
+  /** A page of records: the opaque cursor decoded (or refused), the year defaulted, the next cursor encoded. */
+  private async records<Records extends { nextCursor: Cursor | null }>(
+    year: number | undefined,
+    cursor: string | undefined,
+    read: (year: number, after: Cursor | null) => Promise<Records>,
+  ): Promise<RecordsOutcome<Omit<Records, 'nextCursor'> & { year: number; nextCursor: string | null }>> {
     const after = cursorOf(cursor);
     if (after === 'invalid') return { kind: 'invalid_cursor' };
     const recordsYear = year ?? recordsYearOf(this.parts.clock.now());
-    const records = await this.parts.ledger.receivedRecords(userId, recordsYear, after);
+    const records = await read(recordsYear, after);
     return {
       kind: 'records',
-      view: { year: recordsYear, ...records, nextCursor: records.nextCursor === null ? null : encodeCursor(records.nextCursor) },
+      view: { ...records, year: recordsYear, nextCursor: records.nextCursor === null ? null : encodeCursor(records.nextCursor) },
     };
   }
 

@@ -7,6 +7,7 @@ import type { Limits } from '../domain/limits.js';
 import type { Claim, Packet, PacketStatus } from '../domain/packet.js';
 import type { ResultPage } from '../domain/result-page.js';
 import type { SendRequest } from '../domain/validation.js';
+import type { ReceivedItem } from '../ledger/records.js';
 import type { Fen } from '../money/money.js';
 
 /** A packet with the facts that change as it is opened. */
@@ -39,14 +40,8 @@ export type PageOutcome =
   | { kind: 'forbidden' }
   | Busy;
 
-export interface ReceivedItem {
-  readonly packetId: string;
-  readonly senderId: string;
-  readonly type: string;
-  readonly amountFen: Fen;
-  readonly claimedAtMs: number;
-  readonly best: boolean;
-}
+/** One share received, as the records list it. */
+export type { ReceivedItem } from '../ledger/records.js';
 
 export interface SentRecordsView {
   readonly year: number;
