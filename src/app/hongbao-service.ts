@@ -45,6 +45,8 @@ export interface ServiceParts {
 
 export class Service implements HongbaoService {
   serving = false;
+  /** What /readyz says while not serving (recovering, or standby for the engine lock). */
+  notServingReason = 'recovering: applying the event log';
 
   constructor(private readonly parts: ServiceParts) {}
 
@@ -168,7 +170,7 @@ export class Service implements HongbaoService {
   }
 
   async readiness(): Promise<Readiness> {
-    if (!this.serving) return { ready: false, reason: 'recovering: applying the event log' };
+    if (!this.serving) return { ready: false, reason: this.notServingReason };
     try {
       await this.parts.ledger.check();
       await this.parts.checkDependencies();
