@@ -13,6 +13,7 @@ import type { Clock } from '../engine/clock.js';
 import { Engine } from '../engine/engine.js';
 import { DEFAULT_OPEN_RATE, TokenBucketLimiter, type OpenRate, type RateLimiter } from '../engine/rate-limit.js';
 import { every, expiryPass, EXPIRY_INTERVAL_MS, type PeriodicJob } from '../jobs/expiry.js';
+import { EngineLock, engineLockName } from '../ledger/advisory-lock.js';
 import { openDatabase, type Database } from '../ledger/database.js';
 import { Ledger } from '../ledger/ledger.js';
 import { LedgerConsumer } from '../ledger/ledger-consumer.js';
@@ -23,6 +24,7 @@ import { GroupCommitter } from '../log/group-commit.js';
 import { TableLog } from '../log/table-log.js';
 import { Service } from './hongbao-service.js';
 import { createServiceMetrics } from './metrics.js';
+import { databaseStartupError, kafkaStartupError } from './startup-errors.js';
 
 /** How long an activation waits for the ledger to catch up before answering 503. */
 export const ACTIVATION_CATCH_UP_TIMEOUT_MS = 10_000;
@@ -30,6 +32,8 @@ export const ACTIVATION_CATCH_UP_TIMEOUT_MS = 10_000;
 export const RECOVERY_TIMEOUT_MS = 10 * 60_000;
 /** Idle actors are dropped after this; they come back from storage on the next request. */
 export const ACTOR_IDLE_MS = 60_000;
+/** How often a process that waits for the engine lock tries to take it again. */
+export const ENGINE_LOCK_RETRY_MS = 2_000;
 
 export interface KafkaSettings {
   readonly brokers: readonly string[];
@@ -59,6 +63,16 @@ export interface ComposeOptions {
   readonly runJobs?: boolean;
   /** Replaces the per-user open limit (tests). */
   readonly openLimiter?: RateLimiter;
+  /**
+   * Whether this process serves packets (ROLE=all and ROLE=engine; default true). On a Postgres
+   * server such a process serves only while it holds the log's engine lock.
+   */
+  readonly servesPackets?: boolean;
+  /**
+   * The engine lock's connection was lost while held: this process must not answer one more
+   * open. main.ts exits (a supervisor restarts it); the default stops serving.
+   */
+  readonly onEngineLockLost?: (error: Error) => void;
 }
 
 /** The assembled product: its service, and its parts for operators and tests. */
@@ -104,6 +118,7 @@ export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock)
     redisUrl: config.redisUrl,
     runConsumer: config.role !== 'engine',
     runJobs: config.role !== 'ledger',
+    servesPackets: config.role !== 'ledger',
   };
 }
 
@@ -111,16 +126,26 @@ export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock)
 export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> {
   const { logger, clock, limits } = options;
   const redis = options.redisUrl === undefined ? undefined : await connectRedis(options.redisUrl, logger);
+  // Kafka before the database: it is the cheaper of the two to find unreachable, and an
+  // embedded database costs seconds of CPU to open.
+  const kafkaLog =
+    options.kafka === undefined
+      ? undefined
+      : await openKafkaLog(options.kafka, logger).catch((error: unknown) => {
+          redis?.disconnect();
+          throw kafkaStartupError(error, options.kafka!.brokers);
+        });
   const database = await openDatabase({
     url: options.databaseUrl,
     dataDir: options.dataDir,
     ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
     onPoolError: (error) => logger.warn({ err: error }, 'database connection lost; reconnecting on next use'),
+  }).catch(async (error: unknown) => {
+    await kafkaLog?.close().catch(() => {});
+    redis?.disconnect();
+    throw options.databaseUrl === undefined ? error : databaseStartupError(error, options.databaseUrl);
   });
-  const log =
-    options.kafka === undefined
-      ? new TableLog(database.db, (error) => logger.warn({ err: error }, 'reading the table log failed; retrying'))
-      : await openKafkaLog(options.kafka, logger);
+  const log: EventLog = kafkaLog ?? new TableLog(database.db, (error) => logger.warn({ err: error }, 'reading the table log failed; retrying'));
   const ledger = new Ledger(database, log);
   // Redis is a cache: its failures never fail a request, but they are logged and counted.
   const cacheFailures = { count: 0 };
@@ -178,6 +203,44 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
 
   const jobs: PeriodicJob[] = [];
   const onJobError = (error: unknown) => logger.warn({ err: error }, 'job pass failed; retrying next tick');
+  // One engine process per log until the cluster lands (docs/decisions.md, Services mode): on a
+  // Postgres server, a process that serves packets first takes the log's engine lock. Embedded
+  // PGlite needs none: its folder lock already allows one process.
+  const engineLock =
+    options.servesPackets !== false && database.kind === 'postgres'
+      ? new EngineLock(
+          options.databaseUrl!,
+          engineLockName(options.kafka === undefined ? { kind: 'table' } : { kind: 'kafka', topic: options.kafka.topic }),
+          (error) => {
+            service.serving = false;
+            if (options.onEngineLockLost !== undefined) return options.onEngineLockLost(error);
+            logger.error({ err: error }, 'lost the engine lock; no longer serving packets');
+            service.notServingReason = 'lost the engine lock';
+          },
+        )
+      : undefined;
+  let stopped = false;
+  let wakeWaiter: (() => void) | undefined;
+  const takeEngineLock = async () => {
+    while (!stopped) {
+      const attempt = await engineLock!.tryTake().catch((error: unknown) => {
+        logger.warn({ err: error }, 'taking the engine lock failed; retrying');
+        return { taken: false as const, holder: `unknown (the lock could not be asked: ${(error as Error).message})` };
+      });
+      if (attempt.taken) return true;
+      const reason = `standby: ${engineLock!.name} is held by ${attempt.holder}; one engine process serves a log at a time, this one takes over when that one stops`;
+      if (service.notServingReason !== reason) logger.warn(reason);
+      service.notServingReason = reason;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ENGINE_LOCK_RETRY_MS);
+        wakeWaiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    return false;
+  };
   return {
     service,
     database,
@@ -190,6 +253,15 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     async recover() {
       if (options.runConsumer !== false) await consumer.start();
       await consumer.waitAppliedAll(await log.heads(), RECOVERY_TIMEOUT_MS);
+      if (options.servesPackets === false) {
+        // A ledger-only process books the log; answering opens here would put a second engine on it.
+        service.notServingReason = 'this process is ROLE=ledger: it books the event log and serves no API requests; send them to an engine process';
+        service.readyWithoutServing = true;
+        return;
+      }
+      // Activations still wait for the ledger to reach each packet's head, so a process that
+      // waited here long (the previous holder kept appending) rebuilds every actor correctly.
+      if (engineLock !== undefined && !(await takeEngineLock())) return;
       if (options.runJobs !== false) {
         jobs.push(every(EXPIRY_INTERVAL_MS, expireDue, onJobError));
         jobs.push(every(ACTOR_IDLE_MS / 4, async () => void engine.evictIdle(ACTOR_IDLE_MS), onJobError));
@@ -198,9 +270,12 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     },
     async stop() {
       service.serving = false;
+      stopped = true;
+      wakeWaiter?.();
       await Promise.all(jobs.map((job) => job.stop()));
       await consumer.stop();
       await log.close();
+      await engineLock?.release();
       await database.close();
       redis?.disconnect();
     },

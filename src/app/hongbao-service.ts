@@ -45,6 +45,10 @@ export interface ServiceParts {
 
 export class Service implements HongbaoService {
   serving = false;
+  /** Why the API is not served (recovering, standby for the engine lock, a ledger-only process). */
+  notServingReason = 'recovering: applying the event log';
+  /** A ledger-only process (ROLE=ledger) is ready once it books the log, though it serves no API. */
+  readyWithoutServing = false;
 
   constructor(private readonly parts: ServiceParts) {}
 
@@ -170,7 +174,7 @@ export class Service implements HongbaoService {
   }
 
   async readiness(): Promise<Readiness> {
-    if (!this.serving) return { ready: false, reason: 'recovering: applying the event log' };
+    if (!this.serving && !this.readyWithoutServing) return { ready: false, reason: this.notServingReason };
     try {
       await this.parts.ledger.check();
       await this.parts.checkDependencies();

@@ -81,6 +81,8 @@ export interface HongbaoService {
   readonly metrics: Registry;
   /** False until recovery is done: nothing may be answered from a ledger that is behind the log. */
   readonly serving: boolean;
+  /** Why the API is not served while `serving` is false, for the 503 it answers. */
+  readonly notServingReason: string;
 
   send(request: SendRequest, idempotencyKey: string): Promise<SendOutcome>;
   deposit(callerId: string, userId: string, amountFen: Fen, idempotencyKey: string): Promise<DepositOutcome>;

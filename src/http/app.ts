@@ -52,7 +52,7 @@ export function createApp(service: HongbaoService, options: AppOptions) {
   v1.use('/packets', bodyLimit);
   v1.use('/wallet/deposits', bodyLimit);
   v1.use('*', async (_c, next) => {
-    if (!service.serving) throw new ApiError(503, 'unavailable', 'recovering: applying the event log; retry shortly');
+    if (!service.serving) throw new ApiError(503, 'unavailable', `${service.notServingReason}; retry shortly`, { retryAfterSeconds: 1 });
     await next();
   });
   v1.use('*', requireAuth(options.authSecret, { tokenTtlMaxSeconds: options.tokenTtlMaxSeconds }));

@@ -10,6 +10,8 @@ import { migrate as migrateNodePostgres } from 'drizzle-orm/node-postgres/migrat
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { ExtractTablesWithRelations } from 'drizzle-orm';
 import pg from 'pg';
+import { MIGRATIONS_LOCK_NAME, withAdvisoryLock } from './advisory-lock.js';
+import { acquireDataDirLock } from './data-dir-lock.js';
 import * as schema from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -57,19 +59,55 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // unhandled 'error' and kill the process. The failing query rejects on its own; note it only.
     pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
     const db = drizzleNodePostgres(pool, { schema }) as unknown as Db;
-    await migrateNodePostgres(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+    try {
+      await migrateServer(pool);
+    } catch (error) {
+      await pool.end().catch(() => {});
+      throw error;
+    }
     const url = new URL(options.url);
     return { db, kind: 'postgres', where: `postgres://${url.host}${url.pathname}`, close: () => pool.end() };
   }
   const inMemory = options.dataDir === 'memory';
   const folder = `${options.dataDir}/pglite`;
-  if (!inMemory) mkdirSync(folder, { recursive: true });
-  const client = inMemory
-    ? new PGlite(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir })
-    : new PGlite(folder, options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir });
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
-  await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
-  return { db, kind: 'pglite', where: inMemory ? 'pglite (memory)' : `pglite (${folder})`, close: () => client.close() };
+  // Before PGlite touches the folder: a second process on it would corrupt it.
+  const lock = inMemory ? undefined : acquireDataDirLock(options.dataDir);
+  try {
+    if (!inMemory) mkdirSync(folder, { recursive: true });
+    const client = inMemory
+      ? new PGlite(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir })
+      : new PGlite(folder, options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir });
+    const db = drizzlePglite(client, { schema }) as unknown as Db;
+    await migratePglite(db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+    return {
+      db,
+      kind: 'pglite',
+      where: inMemory ? 'pglite (memory)' : `pglite (${folder})`,
+      close: async () => {
+        await client.close();
+        lock?.release();
+      },
+    };
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+}
+
+/**
+ * Migrations on a server run under an advisory lock on one dedicated connection: processes
+ * starting at once on a new database would otherwise race on CREATE TABLE (a duplicate-type
+ * error). The second waits, then finds every migration applied.
+ */
+async function migrateServer(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await withAdvisoryLock(client, MIGRATIONS_LOCK_NAME, () =>
+      migrateNodePostgres(drizzleNodePostgres(client, { schema }) as never, { migrationsFolder: MIGRATIONS_FOLDER }),
+    );
+  } finally {
+    client.release();
+  }
 }
 
 /** An in-memory PGlite database with every migration applied, dumped: what loadDataDir takes. */

@@ -286,6 +286,20 @@ describe('every error has the {"error":{code,message}} shape and bad input is ne
 });
 
 describe('503 unavailable', () => {
+  it('a ledger-only process (ROLE=ledger) is ready but serves no API request: no second engine on the log', async () => {
+    const ledgerOnly = await startHarness({ servesPackets: false });
+    try {
+      expect((await ledgerOnly.call('GET', '/readyz')).status).toBe(200);
+      for (const [method, path] of [['POST', '/v1/packets/p_x/open'], ['POST', '/v1/packets/p_x/grab'], ['GET', '/v1/wallet']] as const) {
+        const reply = await ledgerOnly.call(method, path, { user: 'ops-ledger' });
+        expectError(reply, 503, 'unavailable');
+        expect(reply.body.error.message).toMatch(/ROLE=ledger/);
+      }
+    } finally {
+      await ledgerOnly.stop();
+    }
+  });
+
   it('GET /readyz → 503 {"error":{"code":"unavailable"}} once the service is stopped', async () => {
     const stopping = await startHarness();
     let stopped = false;

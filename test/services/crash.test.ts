@@ -1,7 +1,8 @@
 // Crash tests on the real services (Kafka + Postgres server + Redis): the engine killed with
 // SIGKILL, the ledger consumer killed mid-batch, the Kafka broker restarted and Postgres
 // restarted, each in the middle of a crowd of opens. Nothing acknowledged is lost, no money
-// is made, reconciliation is clean afterwards.
+// is made, reconciliation is clean afterwards. A Postgres restart ends the engine lock's
+// session, so the engine stops and is started again, as a supervisor would.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -88,13 +89,20 @@ describe('crashes on Kafka + Postgres + Redis', () => {
     expect(report.refusedWhileBroken).toBeGreaterThan(0);
   });
 
-  it('a Postgres restart mid-load: crediting pauses and resumes, the books balance', async () => {
+  it('a Postgres restart mid-load: the engine fail-stops, restarted it resumes, the books balance', async () => {
     const env = await servicesEnv();
-    const engine = await start(env);
+    let engine = await start(env);
     const report = await runCrashScenario({
       engine: () => engine,
       disrupt: async () => {
         await services('restart-postgres');
+        // The restart ended the session that held the engine lock: the engine must have stopped
+        // (docs/decisions.md, fail-stop). The test plays the supervisor and starts it again.
+        const deadline = Date.now() + 15_000;
+        while (engine.child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(engine.child.exitCode).toBe(1);
+        expect(engine.output()).toMatch(/^hongbao: lost the connection that holds the engine lock/m);
+        engine = await start(env);
       },
     });
     expect(report.acknowledged).toBeGreaterThanOrEqual(100);

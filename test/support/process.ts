@@ -23,7 +23,15 @@ export interface ServerProcess {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
-export async function startServer(env: Record<string, string>, readyTimeoutMs = 60_000): Promise<ServerProcess> {
+/**
+ * Starts the real server and waits until /readyz answers 200, or with `until: 'listening'`
+ * until it answers at all (a standby that is not ready on purpose).
+ */
+export async function startServer(
+  env: Record<string, string>,
+  readyTimeoutMs = 60_000,
+  { until = 'ready' }: { until?: 'ready' | 'listening' } = {},
+): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
@@ -38,7 +46,8 @@ export async function startServer(env: Record<string, string>, readyTimeoutMs = 
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${output}`);
     try {
-      if ((await fetch(`${url}/readyz`)).status === 200) break;
+      const status = (await fetch(`${url}/readyz`)).status;
+      if (status === 200 || (until === 'listening' && status === 503)) break;
     } catch {
       // not listening yet
     }
@@ -59,4 +68,40 @@ export async function startServer(env: Record<string, string>, readyTimeoutMs = 
         child.kill(signal);
       }),
   };
+}
+
+export interface ExitedProcess {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs the real server and waits for it to exit, not to become ready: for start-up failures.
+ * A free port is used unless env names one. Killed (and rejected) after timeoutMs.
+ */
+export async function runUntilExit(env: Record<string, string>, timeoutMs = 20_000): Promise<ExitedProcess> {
+  const port = env.PORT ?? String(await freePort());
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: 'warn', HOST: '127.0.0.1', ...env, PORT: port },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server still running after ${timeoutMs} ms:\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      // 'exit' may come before the last output is read; 'close' waits for the pipes.
+      child.once('close', () => resolve({ code, signal, stdout, stderr }));
+      if (child.stdout!.readableEnded && child.stderr!.readableEnded) resolve({ code, signal, stdout, stderr });
+    });
+  });
 }
