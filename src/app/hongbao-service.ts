@@ -3,7 +3,7 @@
 // actor in the engine; balances add the claims decided here but not yet booked.
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import { BUSY_RETRY_AFTER_MS } from '../domain/grab-open.js';
+import { BUSY } from '../domain/grab-open.js';
 import { mayView, type Packet } from '../domain/packet.js';
 import type { Limits } from '../domain/limits.js';
 import { resultPage } from '../domain/result-page.js';
@@ -126,7 +126,7 @@ export class Service implements HongbaoService {
   async resultPage(packetId: string, viewerId: string): Promise<PageOutcome> {
     const snapshot = await this.parts.engine.view(packetId);
     if (snapshot === null) return { kind: 'not_found' };
-    if (snapshot === 'busy') return { state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS };
+    if (snapshot === 'busy') return BUSY;
     if (!mayView(snapshot.packet, viewerId)) return { kind: 'forbidden' };
     const claimedFen = snapshot.claims.reduce((sum, claim) => sum + claim.amountFen, 0);
     return {

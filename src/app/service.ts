@@ -2,7 +2,7 @@
 // The HTTP layer (and, later, a cluster forward) depends on this interface alone; it knows
 // nothing of the engine, the log or the database behind it.
 import type { Registry } from 'prom-client';
-import type { GrabOutcome, OpenOutcome } from '../domain/grab-open.js';
+import type { Busy, GrabOutcome, OpenOutcome } from '../domain/grab-open.js';
 import type { Limits } from '../domain/limits.js';
 import type { Claim, Packet, PacketStatus } from '../domain/packet.js';
 import type { ResultPage } from '../domain/result-page.js';
@@ -28,7 +28,7 @@ export type DepositOutcome =
   | { kind: 'invalid'; problems: string[] }
   | { kind: 'idempotency_conflict' };
 
-export type Busy = { state: 'busy'; retryAfterMs: number };
+export type { Busy };
 
 export type GrabAnswer = GrabOutcome | { state: 'not_found' } | Busy;
 export type OpenAnswer = OpenOutcome | { state: 'not_found' } | { state: 'rate_limited'; retryAfterMs: number };
