@@ -2,6 +2,7 @@
 // Kafka), engine, ledger consumer, Redis cache and rate limit, jobs — and the application
 // service over them. main.ts, the test harness and the bench all build the product here.
 import type { Redis } from 'ioredis';
+import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createRedis } from '../cache/redis-client.js';
 import { RedisPacketCache } from '../cache/redis-packet-cache.js';
@@ -11,7 +12,14 @@ import type { Limits } from '../domain/limits.js';
 import { packetSeed } from '../domain/random.js';
 import type { Clock } from '../engine/clock.js';
 import { Engine } from '../engine/engine.js';
-import { DEFAULT_OPEN_RATE, TokenBucketLimiter, type OpenRate, type RateLimiter } from '../engine/rate-limit.js';
+import {
+  DEFAULT_OPEN_RATE,
+  DEFAULT_REQUEST_RATE,
+  DEFAULT_REQUESTS_IN_FLIGHT_MAX,
+  TokenBucketLimiter,
+  type OpenRate,
+  type RateLimiter,
+} from '../engine/rate-limit.js';
 import { every, expiryPass, EXPIRY_INTERVAL_MS, type PeriodicJob } from '../jobs/expiry.js';
 import { openDatabase, type Database } from '../ledger/database.js';
 import { Ledger } from '../ledger/ledger.js';
@@ -21,6 +29,7 @@ import type { EventLog } from '../log/event-log.js';
 import { claimTransferId } from '../log/events.js';
 import { GroupCommitter } from '../log/group-commit.js';
 import { TableLog } from '../log/table-log.js';
+import { UserAdmission } from './admission.js';
 import { Service } from './hongbao-service.js';
 import { createServiceMetrics } from './metrics.js';
 
@@ -59,6 +68,10 @@ export interface ComposeOptions {
   readonly runJobs?: boolean;
   /** Replaces the per-user open limit (tests). */
   readonly openLimiter?: RateLimiter;
+  /** The per-user limit on every other authenticated request (default DEFAULT_REQUEST_RATE). */
+  readonly requestRate?: OpenRate;
+  /** Requests of one user in progress at once (default DEFAULT_REQUESTS_IN_FLIGHT_MAX). */
+  readonly requestsInFlightMax?: number;
 }
 
 /** The assembled product: its service, and its parts for operators and tests. */
@@ -98,6 +111,8 @@ export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock)
     seedSecret: config.seedSecret,
     limits: config.limits,
     openRate: config.openRate,
+    requestRate: config.requestRate,
+    requestsInFlightMax: config.requestsInFlightMax,
     clock,
     logger,
     kafka: config.kafkaBrokers === undefined ? undefined : { brokers: config.kafkaBrokers, topic: config.kafkaTopic, partitions: config.kafkaPartitions },
@@ -160,6 +175,12 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
   const localLimiter = new TokenBucketLimiter(openRate.burst, openRate.perSecond);
   const openLimiter =
     options.openLimiter ?? (redis ? new RedisRateLimiter(redis, openRate.burst, openRate.perSecond, localLimiter, onCacheError) : localLimiter);
+  const requestRate = options.requestRate ?? DEFAULT_REQUEST_RATE;
+  const localRequestLimiter = new TokenBucketLimiter(requestRate.burst, requestRate.perSecond);
+  const requestLimiter = redis
+    ? new RedisRateLimiter(redis, requestRate.burst, requestRate.perSecond, localRequestLimiter, onCacheError, 'rq:')
+    : localRequestLimiter;
+  const admission = new UserAdmission(requestLimiter, requestRate, options.requestsInFlightMax ?? DEFAULT_REQUESTS_IN_FLIGHT_MAX, () => clock.now());
   const expireDue = expiryPass((nowMs, limit) => ledger.duePacketIds(nowMs, limit), engine, clock);
   const service = new Service({
     limits,
@@ -169,6 +190,9 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     pending,
     openLimiter,
     openRate,
+    admission,
+    // Its own key, derived from SEED_SECRET: an id's tag says nothing about the packet's seed.
+    packetIdKey: createHmac('sha256', options.seedSecret).update('hongbao packet id tag').digest('hex'),
     metrics,
     expireDue,
     checkDependencies: async () => {

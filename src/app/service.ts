@@ -75,6 +75,14 @@ export interface ReconciliationView {
   readonly discrepancies: readonly { readonly kind: string; readonly id: string; readonly message: string }[];
 }
 
+/** Which per-user bucket a request takes: open has its own (in `open`); every other route shares one. */
+export type RequestUse = 'open' | 'request';
+
+/** Whether a user's request may go ahead now; an admitted one calls `release` when it is answered. */
+export type Admission =
+  | { kind: 'admitted'; release: () => void }
+  | { kind: 'rate_limited'; reason: 'rate' | 'in_flight'; retryAfterMs: number };
+
 export type Readiness = { ready: true } | { ready: false; reason: string };
 
 export interface HongbaoService {
@@ -87,6 +95,11 @@ export interface HongbaoService {
   /** False until recovery is done: nothing may be answered from a ledger that is behind the log. */
   readonly serving: boolean;
 
+  /**
+   * Per-user admission of an authenticated request, before its use case: a bound on the user's
+   * requests in progress, and for every use but open a request bucket (open takes its own in `open`).
+   */
+  admit(userId: string, use: RequestUse): Promise<Admission>;
   send(request: SendRequest, idempotencyKey: string): Promise<SendOutcome>;
   deposit(callerId: string, userId: string, amountFen: Fen, idempotencyKey: string): Promise<DepositOutcome>;
   grab(packetId: string, userId: string): Promise<GrabAnswer>;

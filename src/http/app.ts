@@ -12,6 +12,9 @@ import { packetRoutes } from './routes/packets.js';
 import { recordRoutes } from './routes/records.js';
 import { walletRoutes } from './routes/wallet.js';
 
+/** The open route: it takes the user's open bucket (in the service), not the request bucket. */
+const OPEN_PATH = /^\/v1\/packets\/[^/]+\/open$/;
+
 export interface AppOptions {
   readonly authSecret: string;
   readonly logger: Logger;
@@ -57,6 +60,20 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     await next();
   });
   v1.use('*', requireAuth(options.authSecret));
+  // Every authenticated request is admitted per user by the service; here only its refusal becomes a 429.
+  v1.use('*', async (c, next) => {
+    const use = c.req.method === 'POST' && OPEN_PATH.test(c.req.path) ? 'open' : 'request';
+    const admission = await service.admit(c.get('caller').userId, use);
+    if (admission.kind === 'rate_limited') {
+      const message = admission.reason === 'in_flight' ? 'too many requests in progress at once; slow down' : 'too many requests; slow down';
+      throw new ApiError(429, 'rate_limited', message, { retryAfterSeconds: Math.ceil(admission.retryAfterMs / 1000) });
+    }
+    try {
+      await next();
+    } finally {
+      admission.release();
+    }
+  });
   v1.route('/', walletRoutes(service));
   v1.route('/', packetRoutes(service));
   v1.route('/', recordRoutes(service));

@@ -1,6 +1,6 @@
 // Redis in front of the engine: a finished packet is answered from the cache without waking
 // its actor; a flushed cache changes no answer and no money; with Redis unreachable the engine
-// still answers every open from memory and the rate limit falls back to the process's bucket.
+// still answers every open from memory and the rate limits (open, request) fall back to the process's buckets; the request bucket is shared through Redis by every process.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/cache/redis-client.js';
 import { RedisPacketCache } from '../../src/cache/redis-packet-cache.js';
@@ -67,6 +67,29 @@ describe('Redis packet cache and rate limit', () => {
       await client.expectConserved();
     } finally {
       deadRedis.disconnect();
+    }
+  });
+
+  it('the request bucket (every route but open) is shared through Redis by every process, and falls back to the process’s own when Redis is down', async () => {
+    const run = `rq${Date.now().toString(36)}`;
+    const requestRate = { burst: 3, perSecond: 0.001 };
+    h = await startHarness({ redisUrl: REDIS_URL, requestRate });
+    const other = await startHarness({ redisUrl: REDIS_URL, requestRate });
+    const dead = await startHarness({ redisUrl: 'redis://127.0.0.1:1', requestRate });
+    try {
+      for (let index = 0; index < 3; index += 1) {
+        expect((await (index % 2 === 0 ? h : other).call('GET', '/v1/wallet', { user: `${run}-u` })).status).toBe(200);
+      }
+      // The fourth request, on either process: the one bucket in Redis is empty.
+      expect((await other.call('GET', '/v1/wallet', { user: `${run}-u` })).status).toBe(429);
+      expect((await h.call('GET', '/v1/me/sent', { user: `${run}-u` })).status).toBe(429);
+      expect((await h.call('GET', '/v1/wallet', { user: `${run}-v` })).status).toBe(200);
+      // Redis unreachable: the process's own bucket (the same rate) decides.
+      for (let index = 0; index < 3; index += 1) expect((await dead.call('GET', '/v1/wallet', { user: `${run}-w` })).status).toBe(200);
+      expect((await dead.call('GET', '/v1/wallet', { user: `${run}-w` })).status).toBe(429);
+    } finally {
+      await other.stop();
+      await dead.stop();
     }
   });
 });
