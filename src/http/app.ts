@@ -66,7 +66,12 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     const admission = await service.admit(c.get('caller').userId, use);
     if (admission.kind === 'rate_limited') {
       const message = admission.reason === 'in_flight' ? 'too many requests in progress at once; slow down' : 'too many requests; slow down';
-      throw new ApiError(429, 'rate_limited', message, { retryAfterSeconds: Math.ceil(admission.retryAfterMs / 1000) });
+      // Answered here, not thrown: a flood is mostly refusals, and each should cost as little as
+      // possible. The connection is closed after it, so a client in a loop pays a reconnect.
+      return c.json(errorBody('rate_limited', message), 429, {
+        'Retry-After': String(Math.ceil(admission.retryAfterMs / 1000)),
+        Connection: 'close',
+      });
     }
     try {
       await next();

@@ -37,6 +37,7 @@ describe('the per-user request bucket (every authenticated route but open)', () 
     const response = await h.app.request('/v1/wallet', { headers: { authorization: `Bearer ${await h.token('bucket-a')}` } });
     expect(response.status).toBe(429);
     expect(Number(response.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(response.headers.get('connection')).toBe('close'); // a client in a loop pays a reconnect
     expectError({ status: response.status, body: await response.json() }, 429, 'rate_limited');
     expectError(await client.grab(packet.id, 'bucket-a'), 429, 'rate_limited');
     expectError(await h.call('GET', `/v1/packets/${packet.id}`, { user: 'bucket-a' }), 429, 'rate_limited');
