@@ -46,6 +46,11 @@ export class UserAdmission {
     return { kind: 'admitted', release };
   }
 
+  /** The limits in force (the OpenAPI document). */
+  get limits(): { burst: number; perSecond: number; inFlightMax: number } {
+    return { burst: this.requestRate.burst, perSecond: this.requestRate.perSecond, inFlightMax: this.inFlightMax };
+  }
+
   /** Users with requests in progress (metrics, tests). */
   get usersInFlight(): number {
     return this.inFlight.size;

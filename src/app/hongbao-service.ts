@@ -64,6 +64,10 @@ export class Service implements HongbaoService {
     return this.parts.openRate;
   }
 
+  get requestLimits() {
+    return this.parts.admission.limits;
+  }
+
   get metrics(): Registry {
     return this.parts.metrics.registry;
   }

@@ -90,6 +90,8 @@ export interface HongbaoService {
   readonly limits: Limits;
   /** The per-user open limit in force: a burst, then a steady rate. */
   readonly openRate: { readonly burst: number; readonly perSecond: number };
+  /** The per-user limit on every other authenticated request, and on one user's requests in progress. */
+  readonly requestLimits: { readonly burst: number; readonly perSecond: number; readonly inFlightMax: number };
   /** Prometheus registry of the service's metrics; the transport may add its own. */
   readonly metrics: Registry;
   /** False until recovery is done: nothing may be answered from a ledger that is behind the log. */

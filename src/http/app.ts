@@ -43,7 +43,7 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     return c.json(errorBody('unavailable', `not ready: ${readiness.reason}`), 503);
   });
   app.get('/metrics', async (c) => c.text(await service.metrics.metrics(), 200, { 'content-type': service.metrics.contentType }));
-  const document = openApiDocument({ limits: service.limits, openRate: service.openRate, bodyBytesMax });
+  const document = openApiDocument({ limits: service.limits, openRate: service.openRate, requestLimits: service.requestLimits, bodyBytesMax });
   app.get('/openapi.json', (c) => c.json(document));
 
   const v1 = new Hono<{ Variables: AuthVariables }>();
