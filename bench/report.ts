@@ -12,6 +12,8 @@ export interface Results {
   durable: any[];
   ledger: any;
   http: any[];
+  /** Scenario 5: one user flooding while the others open (bench/scenarios/noisy.ts). */
+  noisy?: any;
   designs: Record<string, any>;
 }
 
@@ -124,12 +126,39 @@ export function renderReport(results: Results): string {
     '',
     `autocannon, ${results.http[0]?.connections} connections, ${results.http[0]?.durationS} s per run.`,
     '',
+    ...(results.noisy ? renderNoisySection(results.noisy) : []),
     '## 6. Memory',
     '',
     `${number(memory.packets)} live packets in one process: ${number(memory.heapBytesPerPacket)} bytes of heap per idle live packet (heap ${number(memory.heapMiB)} MiB).`,
     '',
   );
   return lines.join('\n');
+}
+
+/** Section 5 alone, so one scenario's run can be written into RESULTS.md without rerunning the rest. */
+export function renderNoisySection(noisy: any): string[] {
+  const lines = [
+    '## 5. Noisy neighbour: one user floods, the others open',
+    '',
+    `The real server (its own process, ${noisy.mode}, default limits). The other users offer ${number(noisy.opensPerSecond)} opens/s`,
+    `(${noisy.victimConnections} connections, each (packet, user) pair once, ${noisy.phaseS} s per phase), first alone, then while one user`,
+    'floods from a separate process, in a closed loop: grab of a real packet, result pages of random new-format and old-format',
+    'ids, the wallet, both records routes. Target: the others\' open p99 under the flood within 2× of the baseline p99.',
+    '',
+    '| phase | others\' opens | open p50 ms | open p99 ms | p99 ÷ baseline | flood req/s | flood answers | |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    `| baseline (no flood) | ${number(noisy.baseline.requests)} | ${number(noisy.baseline.p50Ms)} | ${number(noisy.baseline.p99Ms)} | 1.0× | — | — | |`,
+  ];
+  for (const entry of noisy.flooded) {
+    const answers = Object.entries(entry.flood.statuses)
+      .map(([code, count]) => `${code}: ${number(count as number)}`)
+      .join(', ');
+    lines.push(
+      `| flood, ${number(entry.floodConnections)} connections | ${number(entry.others.requests)} | ${number(entry.others.p50Ms)} | ${number(entry.others.p99Ms)} | ${ratio(entry.p99Ratio)} | ${number(entry.flood.requestsPerSecond)} | ${answers} | ${met(entry.p99Ratio <= 2)} |`,
+    );
+  }
+  lines.push('');
+  return lines;
 }
 
 function describeWorkload(workload: any): string {

@@ -50,6 +50,7 @@ const results: Results = {
   durable: [runScenario('durable (table)', ['bench/scenarios/durable.ts', '--log', 'table']), runScenario('durable (kafka)', ['bench/scenarios/durable.ts', '--log', 'kafka'])],
   ledger: runScenario('ledger', ['bench/scenarios/ledger.ts']),
   http: [runScenario('http (services)', ['bench/scenarios/http.ts', '--services']), runScenario('http (embedded)', ['bench/scenarios/http.ts'])],
+  noisy: runScenario('noisy neighbour', ['bench/scenarios/noisy.ts']),
   designs: Object.fromEntries(designs.map((design) => [design, runDesign(design, workloadArgs)])),
 };
 

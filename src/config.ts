@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { DEFAULT_GREETING, DEFAULT_LIMITS, type Limits } from './domain/limits.js';
-import { DEFAULT_OPEN_RATE, type OpenRate } from './engine/rate-limit.js';
+import { DEFAULT_OPEN_RATE, DEFAULT_REQUEST_RATE, DEFAULT_REQUESTS_IN_FLIGHT_MAX, type OpenRate } from './engine/rate-limit.js';
 import { formatFen, MoneyFormatError, parseYuan, type Fen } from './money/money.js';
 
 export const DEV_AUTH_SECRET = 'hongbao-dev-secret-change-me';
@@ -69,6 +69,13 @@ const environment = z.object({
     .positive('must be a number above 0, at most 1000000')
     .max(1_000_000, 'must be a number above 0, at most 1000000')
     .default(DEFAULT_OPEN_RATE.perSecond),
+  REQUESTS_BURST: integer(1, 1_000_000, DEFAULT_REQUEST_RATE.burst),
+  REQUESTS_PER_SECOND: z.coerce
+    .number({ error: 'must be a number above 0, at most 1000000' })
+    .positive('must be a number above 0, at most 1000000')
+    .max(1_000_000, 'must be a number above 0, at most 1000000')
+    .default(DEFAULT_REQUEST_RATE.perSecond),
+  REQUESTS_IN_FLIGHT_MAX: integer(1, 100_000, DEFAULT_REQUESTS_IN_FLIGHT_MAX),
   BODY_BYTES_MAX: integer(1024, BODY_BYTES_MAX_MAX, DEFAULT_BODY_BYTES_MAX),
   NODE_ENV: z.string().optional(),
   TOKEN_TTL_MAX_SECONDS: integer(60, 366 * 24 * 3600, DEFAULT_TOKEN_TTL_MAX_SECONDS),
@@ -93,6 +100,10 @@ export interface Config {
   readonly limits: Limits;
   /** The per-user open rate limit (for the rate limiters and the document). */
   readonly openRate: OpenRate;
+  /** The per-user limit on every other authenticated request (a bucket shared by those routes). */
+  readonly requestRate: OpenRate;
+  /** Requests of one user in progress at once (every authenticated route). */
+  readonly requestsInFlightMax: number;
   /** Largest request body on the routes that take one (413 past it). */
   readonly bodyBytesMax: number;
   /** Bearer tokens must carry `exp`, at most this far after their `iat` (or after now). */
@@ -150,6 +161,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ttlMs: values.PACKET_TTL_MS,
     },
     openRate: { burst: values.OPEN_BURST, perSecond: values.OPENS_PER_SECOND },
+    requestRate: { burst: values.REQUESTS_BURST, perSecond: values.REQUESTS_PER_SECOND },
+    requestsInFlightMax: values.REQUESTS_IN_FLIGHT_MAX,
     bodyBytesMax: values.BODY_BYTES_MAX,
     tokenTtlMaxSeconds: values.TOKEN_TTL_MAX_SECONDS,
     production,

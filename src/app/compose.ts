@@ -2,6 +2,7 @@
 // Kafka), engine, ledger consumer, Redis cache and rate limit, jobs — and the application
 // service over them. main.ts, the test harness and the bench all build the product here.
 import type { Redis } from 'ioredis';
+import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createRedis } from '../cache/redis-client.js';
 import { RedisPacketCache } from '../cache/redis-packet-cache.js';
@@ -11,7 +12,14 @@ import type { Limits } from '../domain/limits.js';
 import { packetSeed } from '../domain/random.js';
 import type { Clock } from '../engine/clock.js';
 import { Engine } from '../engine/engine.js';
-import { DEFAULT_OPEN_RATE, TokenBucketLimiter, type OpenRate, type RateLimiter } from '../engine/rate-limit.js';
+import {
+  DEFAULT_OPEN_RATE,
+  DEFAULT_REQUEST_RATE,
+  DEFAULT_REQUESTS_IN_FLIGHT_MAX,
+  TokenBucketLimiter,
+  type OpenRate,
+  type RateLimiter,
+} from '../engine/rate-limit.js';
 import { every, expiryPass, EXPIRY_INTERVAL_MS, type PeriodicJob } from '../jobs/expiry.js';
 import { EngineLock, engineLockName } from '../ledger/advisory-lock.js';
 import { openDatabase, type Database } from '../ledger/database.js';
@@ -22,6 +30,7 @@ import type { EventLog } from '../log/event-log.js';
 import { claimTransferId } from '../log/events.js';
 import { GroupCommitter } from '../log/group-commit.js';
 import { TableLog } from '../log/table-log.js';
+import { UserAdmission } from './admission.js';
 import { Service } from './hongbao-service.js';
 import { createServiceMetrics } from './metrics.js';
 import { databaseStartupError, kafkaStartupError } from './startup-errors.js';
@@ -73,6 +82,10 @@ export interface ComposeOptions {
    * open. main.ts exits (a supervisor restarts it); the default stops serving.
    */
   readonly onEngineLockLost?: (error: Error) => void;
+  /** The per-user limit on every other authenticated request (default DEFAULT_REQUEST_RATE). */
+  readonly requestRate?: OpenRate;
+  /** Requests of one user in progress at once (default DEFAULT_REQUESTS_IN_FLIGHT_MAX). */
+  readonly requestsInFlightMax?: number;
 }
 
 /** The assembled product: its service, and its parts for operators and tests. */
@@ -112,6 +125,8 @@ export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock)
     seedSecret: config.seedSecret,
     limits: config.limits,
     openRate: config.openRate,
+    requestRate: config.requestRate,
+    requestsInFlightMax: config.requestsInFlightMax,
     clock,
     logger,
     kafka: config.kafkaBrokers === undefined ? undefined : { brokers: config.kafkaBrokers, topic: config.kafkaTopic, partitions: config.kafkaPartitions },
@@ -185,6 +200,12 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
   const localLimiter = new TokenBucketLimiter(openRate.burst, openRate.perSecond);
   const openLimiter =
     options.openLimiter ?? (redis ? new RedisRateLimiter(redis, openRate.burst, openRate.perSecond, localLimiter, onCacheError) : localLimiter);
+  const requestRate = options.requestRate ?? DEFAULT_REQUEST_RATE;
+  const localRequestLimiter = new TokenBucketLimiter(requestRate.burst, requestRate.perSecond);
+  const requestLimiter = redis
+    ? new RedisRateLimiter(redis, requestRate.burst, requestRate.perSecond, localRequestLimiter, onCacheError, 'rq:')
+    : localRequestLimiter;
+  const admission = new UserAdmission(requestLimiter, requestRate, options.requestsInFlightMax ?? DEFAULT_REQUESTS_IN_FLIGHT_MAX, () => clock.now());
   const expireDue = expiryPass((nowMs, limit) => ledger.duePacketIds(nowMs, limit), engine, clock);
   const service = new Service({
     limits,
@@ -194,6 +215,9 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     pending,
     openLimiter,
     openRate,
+    admission,
+    // Its own key, derived from SEED_SECRET: an id's tag says nothing about the packet's seed.
+    packetIdKey: createHmac('sha256', options.seedSecret).update('hongbao packet id tag').digest('hex'),
     metrics,
     expireDue,
     checkDependencies: async () => {

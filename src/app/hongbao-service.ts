@@ -3,8 +3,9 @@
 // actor in the engine; balances add the claims decided here but not yet booked.
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import { BUSY_RETRY_AFTER_MS } from '../domain/grab-open.js';
+import { BUSY } from '../domain/grab-open.js';
 import { mayView, type Packet } from '../domain/packet.js';
+import { checkPacketId, newPacketId, PACKET_ID_RANDOM_BYTES } from '../domain/packet-id.js';
 import type { Limits } from '../domain/limits.js';
 import { resultPage } from '../domain/result-page.js';
 import { planSend, type SendRequest } from '../domain/validation.js';
@@ -15,8 +16,10 @@ import type { Ledger } from '../ledger/ledger.js';
 import type { PendingCredits } from '../ledger/pending-credits.js';
 import { decodeCursor, encodeCursor, recordsYearOf, type Cursor } from '../ledger/records.js';
 import type { Fen } from '../money/money.js';
+import type { UserAdmission } from './admission.js';
 import type { ServiceMetrics } from './metrics.js';
 import type {
+  Admission,
   DepositOutcome,
   GrabAnswer,
   HongbaoService,
@@ -26,6 +29,7 @@ import type {
   ReceivedRecordsView,
   RecordsOutcome,
   SendOutcome,
+  RequestUse,
   SentRecordsView,
 } from './service.js';
 
@@ -37,6 +41,10 @@ export interface ServiceParts {
   readonly pending: PendingCredits;
   readonly openLimiter: RateLimiter;
   readonly openRate: OpenRate;
+  /** Per-user admission of every authenticated request (in-flight bound, request bucket). */
+  readonly admission: UserAdmission;
+  /** Key of the tag packet ids carry (domain/packet-id.ts): an id without a valid tag is not looked up. */
+  readonly packetIdKey: string;
   readonly metrics: ServiceMetrics;
   readonly expireDue: () => Promise<void>;
   /** Checks of the parts beyond the database (the log, Redis); rejects with the reason. */
@@ -60,8 +68,21 @@ export class Service implements HongbaoService {
     return this.parts.openRate;
   }
 
+  get requestLimits() {
+    return this.parts.admission.limits;
+  }
+
   get metrics(): Registry {
     return this.parts.metrics.registry;
+  }
+
+  admit(userId: string, use: RequestUse): Promise<Admission> {
+    return this.parts.admission.admit(userId, use);
+  }
+
+  /** False for an id no node of ours could have issued: answered not found without any lookup. */
+  private mayExist(packetId: string): boolean {
+    return checkPacketId(this.parts.packetIdKey, packetId) !== 'forged';
   }
 
   async send(request: SendRequest, idempotencyKey: string): Promise<SendOutcome> {
@@ -71,7 +92,7 @@ export class Service implements HongbaoService {
       if (!plan.ok) return { kind: 'invalid', problems: plan.problems };
       const nowMs = this.parts.clock.now();
       const packet: Packet = {
-        id: newPacketId(),
+        id: newPacketId(this.parts.packetIdKey, randomBytes(PACKET_ID_RANDOM_BYTES)),
         type: request.type,
         senderId: request.senderId,
         targetId: request.targetId,
@@ -110,6 +131,7 @@ export class Service implements HongbaoService {
   }
 
   grab(packetId: string, userId: string): Promise<GrabAnswer> {
+    if (!this.mayExist(packetId)) return Promise.resolve({ state: 'not_found' });
     return this.parts.engine.grab(packetId, userId);
   }
 
@@ -121,16 +143,17 @@ export class Service implements HongbaoService {
       // One token comes back every 1 / perSecond seconds.
       return { state: 'rate_limited', retryAfterMs: Math.ceil(1000 / this.parts.openRate.perSecond) };
     }
-    const outcome = await this.parts.engine.open(packetId, userId);
+    const outcome = this.mayExist(packetId) ? await this.parts.engine.open(packetId, userId) : ({ state: 'not_found' } as const);
     this.parts.metrics.opens.inc({ state: outcome.state });
     stopTimer();
     return outcome;
   }
 
   async resultPage(packetId: string, viewerId: string): Promise<PageOutcome> {
+    if (!this.mayExist(packetId)) return { kind: 'not_found' };
     const snapshot = await this.parts.engine.view(packetId);
     if (snapshot === null) return { kind: 'not_found' };
-    if (snapshot === 'busy') return { state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS };
+    if (snapshot === 'busy') return BUSY;
     if (!mayView(snapshot.packet, viewerId)) return { kind: 'forbidden' };
     const claimedFen = snapshot.claims.reduce((sum, claim) => sum + claim.amountFen, 0);
     return {
@@ -192,9 +215,4 @@ export class Service implements HongbaoService {
 function cursorOf(text: string | undefined): Cursor | null | 'invalid' {
   if (text === undefined || text === '') return null;
   return decodeCursor(text) ?? 'invalid';
-}
-
-/** Opaque, unguessable, URL-safe. */
-function newPacketId(): string {
-  return `p_${randomBytes(12).toString('base64url')}`;
 }

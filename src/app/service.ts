@@ -2,7 +2,7 @@
 // The HTTP layer (and, later, a cluster forward) depends on this interface alone; it knows
 // nothing of the engine, the log or the database behind it.
 import type { Registry } from 'prom-client';
-import type { GrabOutcome, OpenOutcome } from '../domain/grab-open.js';
+import type { Busy, GrabOutcome, OpenOutcome } from '../domain/grab-open.js';
 import type { Limits } from '../domain/limits.js';
 import type { Claim, Packet, PacketStatus } from '../domain/packet.js';
 import type { ResultPage } from '../domain/result-page.js';
@@ -29,7 +29,7 @@ export type DepositOutcome =
   | { kind: 'invalid'; problems: string[] }
   | { kind: 'idempotency_conflict' };
 
-export type Busy = { state: 'busy'; retryAfterMs: number };
+export type { Busy };
 
 export type GrabAnswer = GrabOutcome | { state: 'not_found' } | Busy;
 export type OpenAnswer = OpenOutcome | { state: 'not_found' } | { state: 'rate_limited'; retryAfterMs: number };
@@ -70,6 +70,14 @@ export interface ReconciliationView {
   readonly discrepancies: readonly { readonly kind: string; readonly id: string; readonly message: string }[];
 }
 
+/** Which per-user bucket a request takes: open has its own (in `open`); every other route shares one. */
+export type RequestUse = 'open' | 'request';
+
+/** Whether a user's request may go ahead now; an admitted one calls `release` when it is answered. */
+export type Admission =
+  | { kind: 'admitted'; release: () => void }
+  | { kind: 'rate_limited'; reason: 'rate' | 'in_flight'; retryAfterMs: number };
+
 export type Readiness = { ready: true } | { ready: false; reason: string };
 
 export interface HongbaoService {
@@ -77,6 +85,8 @@ export interface HongbaoService {
   readonly limits: Limits;
   /** The per-user open limit in force: a burst, then a steady rate. */
   readonly openRate: { readonly burst: number; readonly perSecond: number };
+  /** The per-user limit on every other authenticated request, and on one user's requests in progress. */
+  readonly requestLimits: { readonly burst: number; readonly perSecond: number; readonly inFlightMax: number };
   /** Prometheus registry of the service's metrics; the transport may add its own. */
   readonly metrics: Registry;
   /** False until recovery is done: nothing may be answered from a ledger that is behind the log. */
@@ -84,6 +94,11 @@ export interface HongbaoService {
   /** Why the API is not served while `serving` is false, for the 503 it answers. */
   readonly notServingReason: string;
 
+  /**
+   * Per-user admission of an authenticated request, before its use case: a bound on the user's
+   * requests in progress, and for every use but open a request bucket (open takes its own in `open`).
+   */
+  admit(userId: string, use: RequestUse): Promise<Admission>;
   send(request: SendRequest, idempotencyKey: string): Promise<SendOutcome>;
   deposit(callerId: string, userId: string, amountFen: Fen, idempotencyKey: string): Promise<DepositOutcome>;
   grab(packetId: string, userId: string): Promise<GrabAnswer>;

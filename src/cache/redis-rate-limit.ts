@@ -1,5 +1,6 @@
-// The per-user open limit shared by every engine process: a token bucket in Redis, one Lua
-// call per open. If Redis does not answer, the process's own bucket decides instead.
+// A per-user limit shared by every engine process (the open limit, the request limit): a token
+// bucket in Redis, one Lua call per request. If Redis does not answer, the process's own bucket
+// decides instead.
 import type { Redis } from 'ioredis';
 import type { RateLimiter } from '../engine/rate-limit.js';
 
@@ -33,6 +34,8 @@ export class RedisRateLimiter implements RateLimiter {
     private readonly fallback: RateLimiter,
     /** Every Redis error is reported here (logged and counted); the fallback then decides. */
     private readonly onError: (error: unknown) => void = () => {},
+    /** Names the bucket: `rl:` the open limit, `rq:` the request limit. */
+    private readonly keyPrefix = 'rl:',
   ) {
     // defineCommand sends the script once and then calls it by its SHA (EVALSHA).
     redis.defineCommand('takeToken', { numberOfKeys: 1, lua: TOKEN_BUCKET });
@@ -42,7 +45,7 @@ export class RedisRateLimiter implements RateLimiter {
   async take(userId: string, nowMs: number): Promise<boolean> {
     if (this.redis.status !== 'ready') return this.fallback.take(userId, nowMs);
     try {
-      const allowed = await this.redis.takeToken(`rl:${userId}`, this.burst, this.perSecond);
+      const allowed = await this.redis.takeToken(`${this.keyPrefix}${userId}`, this.burst, this.perSecond);
       return allowed === 1;
     } catch (error) {
       this.onError(error);

@@ -4,13 +4,17 @@ import type { Fen } from '../money/money.js';
 /** How long a shed request should wait before it tries again. One value for every `busy`. */
 export const BUSY_RETRY_AFTER_MS = 100;
 
+/** The one answer of a shed request, wherever it is shed (a packet's waiters, the process, activations). */
+export type Busy = { readonly state: 'busy'; readonly retryAfterMs: number };
+export const BUSY: Busy = Object.freeze({ state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS });
+
 export type OpenOutcome =
   | { state: 'claimed'; amountFen: Fen; seq: number }
   | { state: 'already_claimed'; amountFen: Fen; seq: number }
   | { state: 'sold_out' }
   | { state: 'expired' }
   | { state: 'not_eligible' }
-  | { state: 'busy'; retryAfterMs: number };
+  | Busy;
 
 export type GrabOutcome =
   | { state: 'openable' }

@@ -7,10 +7,14 @@ import type { PacketEvent } from '../log/events.js';
 import type { Clock } from './clock.js';
 import { answerFromCache, type PacketCache } from './packet-cache.js';
 import type { Claim, Packet, StoredPacket } from '../domain/packet.js';
-import { BUSY_RETRY_AFTER_MS, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
+import { BUSY, type Busy, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
 import { PacketActor, type ActorDependencies, type PacketSnapshot } from './packet-actor.js';
 
-/** Opens in progress in this process (all packets); past it, open answers busy at once. */
+/**
+ * Opens waiting in this process (all packets): for an activation or the cache, for their own
+ * write, or for another open's write to be durable. Past it, an open that would wait answers
+ * busy at once; an open whose answer is already final is still answered.
+ */
 export const OPENS_IN_FLIGHT_MAX = 20_000;
 /** Packets being loaded from storage at once; past it, requests for cold packets answer busy. */
 export const ACTIVATIONS_IN_FLIGHT_MAX = 2_000;
@@ -35,14 +39,12 @@ export interface EngineOptions {
 }
 
 export type EngineOpenOutcome = OpenOutcome | { state: 'not_found' };
-export type EngineGrabOutcome = GrabOutcome | { state: 'not_found' } | { state: 'busy'; retryAfterMs: number };
+export type EngineGrabOutcome = GrabOutcome | { state: 'not_found' } | Busy;
 
 interface Slot {
   actor: PacketActor | undefined;
   activation: Promise<PacketActor | null> | undefined;
 }
-
-const BUSY = { state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS } as const;
 
 export class Engine {
   /**
@@ -51,10 +53,8 @@ export class Engine {
    * be decided by Kafka's group protocol over the log's partitions: docs/decisions.md.)
    */
   private readonly slots = new Map<string, Slot>();
-  /** Opens waiting for an activation or the cache. */
-  private opensInFlight = 0;
-  /** Writes in flight across all actors (claims awaiting durability), shared with them. */
-  private readonly writes = { count: 0 };
+  /** Every waiting open of the process (OPENS_IN_FLIGHT_MAX), shared with the actors. */
+  private readonly waiting = { count: 0, max: OPENS_IN_FLIGHT_MAX };
   private activationsInFlight = 0;
 
   /** One dependencies object shared by every actor: an idle actor carries no closures of its own. */
@@ -66,7 +66,7 @@ export class Engine {
       limits: options.limits,
       seedFor: options.seedFor,
       commit: options.commit,
-      processWrites: this.writes,
+      processWaiting: this.waiting,
       ...(onClaimDecided ? { onClaimDecided } : {}),
       ...(onClaimFailed ? { onClaimFailed } : {}),
       ...(cache
@@ -79,30 +79,39 @@ export class Engine {
   }
 
   open(packetId: string, userId: string): Promise<EngineOpenOutcome> {
-    if (this.opensInFlight + this.writes.count >= OPENS_IN_FLIGHT_MAX) return Promise.resolve(BUSY);
     // Hot path: the actor is here. Looking it up and using it in one synchronous step keeps
     // "one actor per packet" (nothing can evict it in between), and a final answer costs no await.
     const actor = this.slots.get(packetId)?.actor;
     if (actor !== undefined && !actor.poisoned) {
-      // Pending claims count toward the process bound through the actors' shared write counter.
+      // The actor itself sheds what would wait past its own or the process's bound.
       const outcome = actor.open(userId, this.options.clock.now());
       return outcome instanceof Promise ? outcome : Promise.resolve(outcome);
     }
+    if (this.waiting.count >= OPENS_IN_FLIGHT_MAX) return Promise.resolve(BUSY);
     return this.openCold(packetId, userId);
   }
 
   /** A packet without a local actor: the cache may answer; otherwise activate and decide. */
   private async openCold(packetId: string, userId: string): Promise<EngineOpenOutcome> {
-    this.opensInFlight += 1;
+    // Counted while it waits for the cache or the activation; at the actor it is counted there.
+    let counted = true;
+    const uncount = () => {
+      if (counted) this.waiting.count -= 1;
+      counted = false;
+    };
+    this.waiting.count += 1;
     try {
       const cached = await this.fromCache(packetId, userId);
       if (cached !== undefined) return cached.state === 'claimed' ? { ...cached, state: 'already_claimed' } : cached;
-      const outcome = await this.withActor(packetId, (actor) => actor.open(userId, this.options.clock.now()));
+      const outcome = await this.withActor(packetId, (actor) => {
+        uncount();
+        return actor.open(userId, this.options.clock.now());
+      });
       if (outcome === 'busy') return BUSY;
       if (outcome === null) return { state: 'not_found' };
       return outcome;
     } finally {
-      this.opensInFlight -= 1;
+      uncount();
     }
   }
 
@@ -154,7 +163,7 @@ export class Engine {
 
   get stats() {
     const actors = this.slots.size;
-    return { actors, opensInFlight: this.opensInFlight + this.writes.count, activationsInFlight: this.activationsInFlight };
+    return { actors, opensInFlight: this.waiting.count, activationsInFlight: this.activationsInFlight };
   }
 
   /** Only for packets without a local actor: a local actor's memory is fresher than any cache. */

@@ -8,16 +8,19 @@ import { statusOf } from '../domain/outcome.js';
 import { mayOpen, type Claim, type Packet, type PacketStatus, type StoredPacket } from '../domain/packet.js';
 import type { Seed } from '../domain/random.js';
 import type { Fen } from '../money/money.js';
-import { BUSY_RETRY_AFTER_MS, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
+import { BUSY, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
 import type { PacketEvent } from '../log/events.js';
 
-/** Opens of one packet awaiting durability; past it the actor answers busy at once. */
-export const MAILBOX_LENGTH_MAX = 1024;
+/**
+ * What may queue on one packet: its writes in flight (claims, expiry) plus the opens that wait
+ * for one of them to be durable (a racing "already claimed", a "sold out" behind the last
+ * shares). Past it an open that would wait answers busy at once; final answers never wait.
+ */
+export const PACKET_WAITING_MAX = 1024;
 
 const NOT_ELIGIBLE: OpenOutcome = Object.freeze({ state: 'not_eligible' });
 const SOLD_OUT: OpenOutcome = Object.freeze({ state: 'sold_out' });
 const EXPIRED: OpenOutcome = Object.freeze({ state: 'expired' });
-const BUSY: OpenOutcome = Object.freeze({ state: 'busy', retryAfterMs: BUSY_RETRY_AFTER_MS });
 
 export interface PacketSnapshot {
   readonly packet: Packet;
@@ -43,8 +46,11 @@ export interface ActorDependencies {
    */
   readonly commit: (event: PacketEvent, onFailure: () => void) => Promise<void>;
   readonly onClaimDecided?: (claim: Claim) => void;
-  /** A counter shared by every actor of the process: writes in flight, for the process-wide bound. */
-  readonly processWrites?: { count: number };
+  /**
+   * Shared by every actor of the process (and the engine's cold opens): what waits in this
+   * process, counted as in PACKET_WAITING_MAX. At `max` an open that would wait answers busy.
+   */
+  readonly processWaiting?: { count: number; readonly max: number };
   readonly onClaimFailed?: (claim: Claim) => void;
   /** A claim became durable; `finished` when it was the packet's last share. */
   readonly onClaimDurable?: (packet: Packet, claim: Claim, finished: boolean) => void;
@@ -66,6 +72,8 @@ export class PacketActor {
   private expiring: Promise<void> | undefined;
   /** Decisions whose event is not yet durable. */
   private inFlight = 0;
+  /** Opens waiting for one of those decisions to be durable. */
+  private waiters = 0;
   /** A write failed: this actor's memory may be ahead of the log. The engine drops it and rebuilds. */
   poisoned = false;
   lastUsedMs: number;
@@ -99,6 +107,11 @@ export class PacketActor {
     return this.inFlight;
   }
 
+  /** Writes in flight and the opens waiting on them: what PACKET_WAITING_MAX bounds. */
+  get waiting(): number {
+    return this.inFlight + this.waiters;
+  }
+
   get status(): PacketStatus {
     return statusOf(this.packet, this.claimsInOrder.length, this.expired);
   }
@@ -126,7 +139,8 @@ export class PacketActor {
     if (mine !== undefined) {
       // A racing second open waits for the first one's write: "already claimed" must be true.
       const outcome: OpenOutcome = { state: 'already_claimed', amountFen: mine.claim.amountFen, seq: mine.claim.seq };
-      return mine.durable ? outcome : mine.settled.then(() => outcome);
+      if (mine.durable) return outcome;
+      return this.full() ? BUSY : this.waitFor(mine.settled, outcome);
     }
     const status = this.status;
     if (status === 'finished') {
@@ -134,15 +148,41 @@ export class PacketActor {
       // fails they are free again. Durable claims are a prefix, so the last one settles it; if it
       // fails, this open fails with it (503) rather than turn the user away from a live packet.
       const last = this.claimsInOrder[this.claimsInOrder.length - 1]!;
-      return last.durable ? SOLD_OUT : last.settled.then(() => SOLD_OUT);
+      if (last.durable) return SOLD_OUT;
+      return this.full() ? BUSY : this.waitFor(last.settled, SOLD_OUT);
     }
     if (status === 'expired') return EXPIRED;
     if (nowMs >= this.packet.expiresAtMs) return this.expire(nowMs).then(() => EXPIRED);
-    if (this.inFlight >= MAILBOX_LENGTH_MAX) return BUSY;
+    if (this.full()) return BUSY;
     if (this.poisoned) return Promise.reject(new UnavailableError('this packet is recovering from a failed write; try again'));
 
     // The decider's answer is the record's own promise: no further allocation per claim.
     return this.decideClaim(userId, nowMs).settled;
+  }
+
+  /** Whether one more waiting open would pass the packet's or the process's bound. */
+  private full(): boolean {
+    const processWaiting = this.dependencies.processWaiting;
+    return this.inFlight + this.waiters >= PACKET_WAITING_MAX || (processWaiting !== undefined && processWaiting.count >= processWaiting.max);
+  }
+
+  /** An answer that is true once `settled` is durable; counted while it waits, failed with it. */
+  private waitFor(settled: Promise<OpenOutcome>, outcome: OpenOutcome): Promise<OpenOutcome> {
+    const processWaiting = this.dependencies.processWaiting;
+    this.waiters += 1;
+    if (processWaiting) processWaiting.count += 1;
+    return settled.then(
+      () => {
+        this.waiters -= 1;
+        if (processWaiting) processWaiting.count -= 1;
+        return outcome;
+      },
+      (error: unknown) => {
+        this.waiters -= 1;
+        if (processWaiting) processWaiting.count -= 1;
+        throw error;
+      },
+    );
   }
 
   /** Closes the packet at its deadline and refunds the exact remainder, once. */
@@ -185,8 +225,8 @@ export class PacketActor {
     this.remainingFen -= amountFen;
     this.claimedFen += amountFen;
     this.inFlight += 1;
-    const processWrites = this.dependencies.processWrites;
-    if (processWrites) processWrites.count += 1;
+    const processWaiting = this.dependencies.processWaiting;
+    if (processWaiting) processWaiting.count += 1;
     const record: ClaimRecord = {
       claim,
       durable: false,
@@ -194,14 +234,14 @@ export class PacketActor {
       settled: this.dependencies.commit({ kind: 'claim', packetId: claim.packetId, seq, userId, amountFen, atMs: nowMs }, this.poison).then(
         (): OpenOutcome => {
           this.inFlight -= 1;
-          if (processWrites) processWrites.count -= 1;
+          if (processWaiting) processWaiting.count -= 1;
           record.durable = true;
           this.dependencies.onClaimDurable?.(this.packet, claim, claim.seq === this.packet.count);
           return { state: 'claimed', amountFen, seq };
         },
         (error: unknown) => {
           this.inFlight -= 1;
-          if (processWrites) processWrites.count -= 1;
+          if (processWaiting) processWaiting.count -= 1;
           this.poisoned = true;
           this.dependencies.onClaimFailed?.(claim);
           throw error;

@@ -9,6 +9,12 @@ export interface OpenRate {
 /** Opens per user: a burst, then a steady rate. Generous for people, tight for loops. */
 export const DEFAULT_OPEN_RATE: OpenRate = { burst: 100, perSecond: 20 };
 
+/** Every other authenticated request of one user (grab, result pages, wallet, records, sends) shares this bucket. */
+export const DEFAULT_REQUEST_RATE: OpenRate = { burst: 200, perSecond: 20 };
+
+/** Requests of one user in progress at once; past it 429 at once, nothing queued. */
+export const DEFAULT_REQUESTS_IN_FLIGHT_MAX = 32;
+
 export interface RateLimiter {
   /** True if the user may go ahead now. */
   take(userId: string, nowMs: number): boolean | Promise<boolean>;

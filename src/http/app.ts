@@ -12,6 +12,9 @@ import { packetRoutes } from './routes/packets.js';
 import { recordRoutes } from './routes/records.js';
 import { walletRoutes } from './routes/wallet.js';
 
+/** The open route: it takes the user's open bucket (in the service), not the request bucket. */
+const OPEN_PATH = /^\/v1\/packets\/[^/]+\/open$/;
+
 export interface AppOptions {
   readonly authSecret: string;
   readonly logger: Logger;
@@ -42,7 +45,7 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     return c.json(errorBody('unavailable', `not ready: ${readiness.reason}`), 503);
   });
   app.get('/metrics', async (c) => c.text(await service.metrics.metrics(), 200, { 'content-type': service.metrics.contentType }));
-  const document = openApiDocument({ limits: service.limits, openRate: service.openRate, bodyBytesMax });
+  const document = openApiDocument({ limits: service.limits, openRate: service.openRate, requestLimits: service.requestLimits, bodyBytesMax });
   app.get('/openapi.json', (c) => c.json(document));
 
   const v1 = new Hono<{ Variables: AuthVariables }>();
@@ -56,6 +59,25 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     await next();
   });
   v1.use('*', requireAuth(options.authSecret, { tokenTtlMaxSeconds: options.tokenTtlMaxSeconds }));
+  // Every authenticated request is admitted per user by the service; here only its refusal becomes a 429.
+  v1.use('*', async (c, next) => {
+    const use = c.req.method === 'POST' && OPEN_PATH.test(c.req.path) ? 'open' : 'request';
+    const admission = await service.admit(c.get('caller').userId, use);
+    if (admission.kind === 'rate_limited') {
+      const message = admission.reason === 'in_flight' ? 'too many requests in progress at once; slow down' : 'too many requests; slow down';
+      // Answered here, not thrown: a flood is mostly refusals, and each should cost as little as
+      // possible. The connection is closed after it, so a client in a loop pays a reconnect.
+      return c.json(errorBody('rate_limited', message), 429, {
+        'Retry-After': String(Math.ceil(admission.retryAfterMs / 1000)),
+        Connection: 'close',
+      });
+    }
+    try {
+      await next();
+    } finally {
+      admission.release();
+    }
+  });
   v1.route('/', walletRoutes(service));
   v1.route('/', packetRoutes(service));
   v1.route('/', recordRoutes(service));

@@ -30,6 +30,8 @@ import { depositBodySchema, idempotencyKeySchema, recordsQuerySchema, sendBodySc
 export interface OpenApiOptions {
   readonly limits: Limits;
   readonly openRate: HongbaoService['openRate'];
+  /** The per-user limit on every other authenticated route, and on requests in progress at once. */
+  readonly requestLimits?: HongbaoService['requestLimits'];
   readonly bodyBytesMax: number;
 }
 
@@ -70,8 +72,12 @@ function errors(statuses: ErrorStatus[], notes: Partial<Record<ErrorCode, string
 
 /** Every route of the app, with its request and response schemas. The contract tests use it too. */
 export function apiOperations(options: OpenApiOptions): Operation[] {
-  const { limits, openRate, bodyBytesMax } = options;
-  const rateNote = `opens are limited per user to a burst of ${openRate.burst}, then ${openRate.perSecond} per second (OPEN_BURST, OPENS_PER_SECOND); other routes are not rate limited today`;
+  const { limits, openRate, bodyBytesMax, requestLimits } = options;
+  const requestNote =
+    requestLimits === undefined
+      ? 'every other authenticated route shares one request bucket per user (REQUESTS_BURST, REQUESTS_PER_SECOND), and a user\'s requests in progress at once are bounded (REQUESTS_IN_FLIGHT_MAX)'
+      : `every other authenticated route shares one request bucket per user, a burst of ${requestLimits.burst}, then ${requestLimits.perSecond} per second (REQUESTS_BURST, REQUESTS_PER_SECOND); at most ${requestLimits.inFlightMax} requests of one user in progress at once (REQUESTS_IN_FLIGHT_MAX), past it 429 at once`;
+  const rateNote = `opens are limited per user to a burst of ${openRate.burst}, then ${openRate.perSecond} per second (OPEN_BURST, OPENS_PER_SECOND); ${requestNote}`;
   const bodyNote = `the body is larger than ${bodyBytesMax} bytes (BODY_BYTES_MAX)`;
   const v1Errors = (extra: ErrorStatus[] = []) =>
     errors(([400, 401, 403, 404, 429, 500, 503] as ErrorStatus[]).concat(extra).sort((a, b) => a - b), { rate_limited: rateNote, payload_too_large: bodyNote });

@@ -461,6 +461,31 @@ describe('POST /v1/packets/:id/open', () => {
     await expectConserved(h);
   });
 
+  it('busy: a crowd past what may wait on one hot packet is shed at once with 200 {state: "busy", retryAfterMs}; the rest get true answers', async () => {
+    await fund(h, 'hot-sender', '100.00');
+    const packet = await sendOk(h, 'hot-sender', { type: 'group_lucky', targetId: 'hot-g', count: 100, amount: '100.00' });
+    const users = Array.from({ length: 1_500 }, (_, index) => `hot-u${index}`);
+    await Promise.all(users.map((user) => h.token(user))); // minted before: the opens start in one turn
+    // All in one turn of the event loop: the group commit (setImmediate) cannot finish before the last one arrives.
+    const replies = await Promise.all(users.map((user) => open(h, packet.id, user)));
+    expect(replies.every((reply) => reply.status === 200)).toBe(true);
+    const busy = replies.filter((reply) => reply.body.state === 'busy');
+    expect(busy.length).toBeGreaterThan(0);
+    for (const reply of busy) {
+      expect(reply.body).toEqual({ state: 'busy', retryAfterMs: expect.any(Number) });
+      expect(reply.body.retryAfterMs).toBeGreaterThan(0);
+    }
+    const claimed = replies.filter((reply) => reply.body.state === 'claimed');
+    expect(claimed).toHaveLength(100);
+    expect(claimed.reduce((sum, reply) => sum + fen(reply.body.amount), 0)).toBe(10_000);
+    expect(replies.filter((reply) => reply.body.state === 'sold_out').length + busy.length + 100).toBe(users.length);
+    // Shed, not lost: retrying after retryAfterMs gets the true answer.
+    const shedUser = users[replies.findIndex((reply) => reply.body.state === 'busy')]!;
+    await new Promise((resolve) => setTimeout(resolve, busy[0]!.body.retryAfterMs));
+    expect((await open(h, packet.id, shedUser)).body).toEqual({ state: 'sold_out' });
+    await expectConserved(h);
+  });
+
   it('busy scenario keeps the books: many packets, many opens, then reconcile is clean', async () => {
     const senders = ['busy-s1', 'busy-s2', 'busy-s3'];
     for (const sender of senders) await fund(h, sender, '500.00');

@@ -4,7 +4,7 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_BODY_BYTES_MAX } from '../../src/config.js';
-import { DEFAULT_OPEN_RATE } from '../../src/engine/rate-limit.js';
+import { DEFAULT_OPEN_RATE, DEFAULT_REQUEST_RATE, DEFAULT_REQUESTS_IN_FLIGHT_MAX } from '../../src/engine/rate-limit.js';
 import { DEFAULT_LIMITS, type Limits } from '../../src/domain/limits.js';
 import { openApiDocument } from '../../src/http/openapi.js';
 import { startHarness, type Harness } from '../support/harness.js';
@@ -45,7 +45,13 @@ function undescribed(document: Json): string[] {
   return missing;
 }
 
-const defaults = () => openApiDocument({ limits: DEFAULT_LIMITS, openRate: DEFAULT_OPEN_RATE, bodyBytesMax: DEFAULT_BODY_BYTES_MAX });
+const defaults = () =>
+  openApiDocument({
+    limits: DEFAULT_LIMITS,
+    openRate: DEFAULT_OPEN_RATE,
+    requestLimits: { ...DEFAULT_REQUEST_RATE, inFlightMax: DEFAULT_REQUESTS_IN_FLIGHT_MAX },
+    bodyBytesMax: DEFAULT_BODY_BYTES_MAX,
+  });
 const sendBodyOf = (document: Json) => document.paths['/v1/packets'].post.requestBody.content['application/json'].schema;
 
 let h: Harness;

@@ -1,7 +1,7 @@
 // Redis in front of the engine: a finished packet is answered from the cache without waking
 // its actor; a flushed cache changes no answer and no money; with Redis unreachable the engine
-// still answers every open from memory and the rate limit falls back to the process's bucket;
-// every key the product writes to Redis has a lifetime.
+// still answers every open from memory and the rate limits (open, request) fall back to the process's buckets;
+// the request bucket is shared through Redis by every process; every key the product writes to Redis has a lifetime.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/cache/redis-client.js';
 import { apiClient } from '../support/http-client.js';
@@ -92,13 +92,37 @@ describe('Redis packet cache and rate limit', () => {
         ...(await redis.keys(`hb:p:${finished.id}*`)),
         ...(await redis.keys(`hb:p:${live.id}*`)),
         ...(await redis.keys(`hb:rl:${run}-*`)),
+        ...(await redis.keys(`hb:rq:${run}-*`)),
       ].map((key) => key.replace(/^hb:/, ''));
       // The flow wrote them: facts and claims of the finished packet, the claims key the live
       // packet's next claim made anew after the flush, and the openers' buckets.
-      expect(keys).toEqual(expect.arrayContaining([`p:${finished.id}`, `p:${finished.id}:c`, `p:${live.id}:c`, `rl:${run}-a`]));
+      expect(keys).toEqual(expect.arrayContaining([`p:${finished.id}`, `p:${finished.id}:c`, `p:${live.id}:c`, `rl:${run}-a`, `rq:${run}-s`]));
       for (const key of keys) expect(await redis.pttl(key), key).toBeGreaterThan(0);
     } finally {
       redis.disconnect();
+    }
+  });
+
+  it('the request bucket (every route but open) is shared through Redis by every process, and falls back to the process’s own when Redis is down', async () => {
+    const run = `rq${Date.now().toString(36)}`;
+    const requestRate = { burst: 3, perSecond: 0.001 };
+    h = await startHarness({ redisUrl: REDIS_URL, requestRate });
+    const other = await startHarness({ redisUrl: REDIS_URL, requestRate });
+    const dead = await startHarness({ redisUrl: 'redis://127.0.0.1:1', requestRate });
+    try {
+      for (let index = 0; index < 3; index += 1) {
+        expect((await (index % 2 === 0 ? h : other).call('GET', '/v1/wallet', { user: `${run}-u` })).status).toBe(200);
+      }
+      // The fourth request, on either process: the one bucket in Redis is empty.
+      expect((await other.call('GET', '/v1/wallet', { user: `${run}-u` })).status).toBe(429);
+      expect((await h.call('GET', '/v1/me/sent', { user: `${run}-u` })).status).toBe(429);
+      expect((await h.call('GET', '/v1/wallet', { user: `${run}-v` })).status).toBe(200);
+      // Redis unreachable: the process's own bucket (the same rate) decides.
+      for (let index = 0; index < 3; index += 1) expect((await dead.call('GET', '/v1/wallet', { user: `${run}-w` })).status).toBe(200);
+      expect((await dead.call('GET', '/v1/wallet', { user: `${run}-w` })).status).toBe(429);
+    } finally {
+      await other.stop();
+      await dead.stop();
     }
   });
 });

@@ -3,7 +3,7 @@
 // ConfigError that names the setting.
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_BODY_BYTES_MAX, DEV_AUTH_SECRET, loadConfig } from '../../src/config.js';
-import { DEFAULT_OPEN_RATE } from '../../src/engine/rate-limit.js';
+import { DEFAULT_OPEN_RATE, DEFAULT_REQUEST_RATE, DEFAULT_REQUESTS_IN_FLIGHT_MAX } from '../../src/engine/rate-limit.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 
 describe('limits from the environment', () => {
@@ -12,6 +12,10 @@ describe('limits from the environment', () => {
     expect(config.limits).toEqual(DEFAULT_LIMITS);
     expect(config.openRate).toEqual(DEFAULT_OPEN_RATE);
     expect(DEFAULT_OPEN_RATE).toEqual({ burst: 100, perSecond: 20 });
+    expect(config.requestRate).toEqual(DEFAULT_REQUEST_RATE);
+    expect(DEFAULT_REQUEST_RATE).toEqual({ burst: 200, perSecond: 20 });
+    expect(config.requestsInFlightMax).toBe(DEFAULT_REQUESTS_IN_FLIGHT_MAX);
+    expect(DEFAULT_REQUESTS_IN_FLIGHT_MAX).toBe(32);
     expect(config.bodyBytesMax).toBe(DEFAULT_BODY_BYTES_MAX);
     expect(DEFAULT_BODY_BYTES_MAX).toBe(16 * 1024);
   });
@@ -26,7 +30,12 @@ describe('limits from the environment', () => {
       OPEN_BURST: '10',
       OPENS_PER_SECOND: '2.5',
       BODY_BYTES_MAX: '65536',
+      REQUESTS_BURST: '30',
+      REQUESTS_PER_SECOND: '7.5',
+      REQUESTS_IN_FLIGHT_MAX: '4',
     });
+    expect(config.requestRate).toEqual({ burst: 30, perSecond: 7.5 });
+    expect(config.requestsInFlightMax).toBe(4);
     expect(config.limits).toEqual({ countMax: 500, shareFenMin: 10, shareFenMax: 100_000, greetingLengthMax: 40, ttlMs: 3_600_000 });
     expect(config.packetTtlMs).toBe(3_600_000);
     expect(config.openRate).toEqual({ burst: 10, perSecond: 2.5 });
@@ -55,6 +64,10 @@ describe('limits from the environment', () => {
     [{ OPEN_BURST: '0' }, /OPEN_BURST/],
     [{ OPENS_PER_SECOND: '0' }, /OPENS_PER_SECOND: must be a number above 0/],
     [{ OPENS_PER_SECOND: 'fast' }, /OPENS_PER_SECOND/],
+    [{ REQUESTS_BURST: '0' }, /REQUESTS_BURST: must be a whole number from 1/],
+    [{ REQUESTS_PER_SECOND: '-1' }, /REQUESTS_PER_SECOND: must be a number above 0/],
+    [{ REQUESTS_IN_FLIGHT_MAX: '0' }, /REQUESTS_IN_FLIGHT_MAX: must be a whole number from 1 to 100000/],
+    [{ REQUESTS_IN_FLIGHT_MAX: '2.5' }, /REQUESTS_IN_FLIGHT_MAX/],
     [{ BODY_BYTES_MAX: '100' }, /BODY_BYTES_MAX: must be a whole number from 1024 to 1048576/],
     [{ PACKET_TTL_MS: '-5' }, /PACKET_TTL_MS/],
   ])('%o → ConfigError', (env, message) => {

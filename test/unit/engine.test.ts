@@ -1,4 +1,4 @@
-// Proves the Engine's contract case by case: grab changes nothing; each open outcome (claimed, racing already_claimed, sold_out, expired with one exact refund, not_eligible, not_found); busy at the mailbox and in-flight bounds; a failed append poisons the actor, fails what was queued behind it and the next open rebuilds from storage; idle eviction and re-activation; one load per concurrent activation.
+// Proves the Engine's contract case by case: grab changes nothing; each open outcome (claimed, racing already_claimed, sold_out, expired with one exact refund, not_eligible, not_found); busy past the bounds of what waits on one packet (writes in flight, opens waiting for them) and in the process, with true answers for those within them and nobody paid twice; a failed append poisons the actor, fails what was queued behind it and the next open rebuilds from storage; idle eviction and re-activation; one load per concurrent activation.
 import { describe, expect, it } from 'vitest';
 import { allShares } from '../../src/domain/allocation.js';
 import { UnavailableError } from '../../src/domain/errors.js';
@@ -7,7 +7,7 @@ import type { Claim, Packet } from '../../src/domain/packet.js';
 import { packetSeed } from '../../src/domain/random.js';
 import { ManualClock } from '../../src/engine/clock.js';
 import { Engine, OPENS_IN_FLIGHT_MAX, type EngineOptions, type PacketSource } from '../../src/engine/engine.js';
-import { MAILBOX_LENGTH_MAX, PacketActor } from '../../src/engine/packet-actor.js';
+import { PACKET_WAITING_MAX, PacketActor } from '../../src/engine/packet-actor.js';
 import type { StoredPacket } from '../../src/domain/packet.js';
 import type { ClaimEvent, ExpireEvent, PacketEvent } from '../../src/log/events.js';
 import { GroupCommitter } from '../../src/log/group-commit.js';
@@ -379,22 +379,90 @@ describe('Engine.open outcomes', () => {
 });
 
 describe('load shedding', () => {
-  it('answers busy at once when a packet has MAILBOX_LENGTH_MAX writes in flight', async () => {
-    const limits: Limits = { ...LIMITS, countMax: MAILBOX_LENGTH_MAX + 10 };
+  it('answers busy at once when a packet has PACKET_WAITING_MAX writes in flight', async () => {
+    const limits: Limits = { ...LIMITS, countMax: PACKET_WAITING_MAX + 10 };
     const { engine, commits, storage } = rig({ mode: 'never', limits });
     const packet = storage.add(
-      makePacket({ id: 'fixed-huge', type: 'group_fixed', senderId: 'sender', count: MAILBOX_LENGTH_MAX + 10, amountFen: 1 }, limits),
+      makePacket({ id: 'fixed-huge', type: 'group_fixed', senderId: 'sender', count: PACKET_WAITING_MAX + 10, amountFen: 1 }, limits),
     );
-    const opens = Array.from({ length: MAILBOX_LENGTH_MAX }, (_, index) => watch(engine.open(packet.id, `user-${index}`)));
+    const opens = Array.from({ length: PACKET_WAITING_MAX }, (_, index) => watch(engine.open(packet.id, `user-${index}`)));
     await drainMicrotasks();
-    expect(commits.calls).toBe(MAILBOX_LENGTH_MAX);
+    expect(commits.calls).toBe(PACKET_WAITING_MAX);
     const overflow = watch(engine.open(packet.id, 'one-too-many'));
     await drainMicrotasks(); // "at once": no write had to finish for this answer
     expect(overflow.value).toEqual({ state: 'busy', retryAfterMs: expect.any(Number) });
-    expect(commits.calls).toBe(MAILBOX_LENGTH_MAX); // nothing decided for the busy one
-    // A user already holding a share is not a new write: they wait for their own claim, not busy.
-    expect(watch(engine.open(packet.id, 'user-0')).state).toBe('pending');
+    expect(commits.calls).toBe(PACKET_WAITING_MAX); // nothing decided for the busy one
+    // A user holding a share whose write is in flight would wait for it too: past the bound, busy.
+    const again = watch(engine.open(packet.id, 'user-0'));
+    await drainMicrotasks();
+    expect(again.value).toEqual({ state: 'busy', retryAfterMs: expect.any(Number) });
     expect(opens.every((open) => open.state === 'pending')).toBe(true);
+  });
+
+  it('a crowd on one hot packet whose write is held: busy past PACKET_WAITING_MAX, true answers within it, nobody paid twice', async () => {
+    const { engine, commits, storage } = rig({ mode: 'manual' });
+    const packet = storage.add(lucky('hot-1', 100, 10_000));
+    engine.adopt({ packet, claims: [], expired: false });
+    const crowd = Array.from({ length: 3_000 }, (_, index) => `crowd-${index}`);
+    const openOf = (userId: string) => ({ userId, open: watch(engine.open(packet.id, userId)) });
+    const claimers = crowd.slice(0, 100).map(openOf); // every share decided, every write held
+    const again = crowd.slice(0, 99).map(openOf); // racing second opens: they wait for the first one's write
+    const rest = crowd.slice(100).map(openOf); // "sold out" only once the last shares are durable
+    await drainMicrotasks();
+    const all = [...claimers, ...again, ...rest];
+    const pending = all.filter((entry) => entry.open.state === 'pending');
+    const busy = all.filter((entry) => entry.open.state === 'resolved');
+    expect(commits.pending).toHaveLength(100);
+    expect(pending).toHaveLength(PACKET_WAITING_MAX); // 100 writes + the opens waiting on them
+    expect(claimers.every((entry) => entry.open.state === 'pending')).toBe(true);
+    expect(again.every((entry) => entry.open.state === 'pending')).toBe(true);
+    expect(busy).toHaveLength(all.length - PACKET_WAITING_MAX);
+    for (const entry of busy) expect(entry.open.value).toEqual({ state: 'busy', retryAfterMs: expect.any(Number) });
+    expect(engine.stats.opensInFlight).toBe(PACKET_WAITING_MAX);
+
+    commits.succeedAll();
+    await drainMicrotasks();
+    expect(pending.every((entry) => entry.open.state === 'resolved')).toBe(true);
+    const claims = commits.claims(packet.id);
+    expect(claims).toHaveLength(100);
+    expect(new Set(claims.map((claim) => claim.userId)).size).toBe(100); // nobody paid twice
+    expect(claims.reduce((sum, claim) => sum + claim.amountFen, 0)).toBe(10_000);
+    const claimOf = new Map(claims.map((claim) => [claim.userId, claim]));
+    for (const entry of claimers) {
+      const claim = claimOf.get(entry.userId)!;
+      expect(entry.open.value).toEqual({ state: 'claimed', amountFen: claim.amountFen, seq: claim.seq });
+    }
+    for (const entry of again) {
+      const claim = claimOf.get(entry.userId)!;
+      expect(entry.open.value).toEqual({ state: 'already_claimed', amountFen: claim.amountFen, seq: claim.seq });
+    }
+    for (const entry of rest.filter((entry) => pending.includes(entry))) expect(entry.open.value).toEqual({ state: 'sold_out' });
+    // Once durable, nothing waits: a shed opener retrying hears the final answer at once.
+    const retry = engine.open(packet.id, busy[busy.length - 1]!.userId);
+    await drainMicrotasks();
+    expect(await retry).toEqual({ state: 'sold_out' });
+    expect(commits.calls).toBe(100);
+    expect(engine.stats.opensInFlight).toBe(0);
+  });
+
+  it('sheds waiting opens past OPENS_IN_FLIGHT_MAX across packets, even where each packet is within its own bound', async () => {
+    const { engine, commits, storage } = rig({ mode: 'manual' });
+    const packets = Array.from({ length: Math.ceil(OPENS_IN_FLIGHT_MAX / PACKET_WAITING_MAX) + 2 }, (_, index) => storage.add(lucky(`hot-${index}`, 100, 10_000)));
+    for (const packet of packets) engine.adopt({ packet, claims: [], expired: false });
+    const perPacket = PACKET_WAITING_MAX - 24; // under each packet's bound
+    const outcomes = packets.flatMap((packet) => Array.from({ length: perPacket }, (_, index) => watch(engine.open(packet.id, `user-${index}`))));
+    await drainMicrotasks();
+    const busy = outcomes.filter((outcome) => outcome.value?.state === 'busy').length;
+    expect(outcomes.filter((outcome) => outcome.state === 'pending')).toHaveLength(OPENS_IN_FLIGHT_MAX);
+    expect(busy).toBe(outcomes.length - OPENS_IN_FLIGHT_MAX);
+    // An answer that is already final is still given at the bound: not_eligible waits for nothing.
+    const personalPacket = storage.add(personal('personal-at-bound'));
+    engine.adopt({ packet: personalPacket, claims: [], expired: false });
+    expect(await engine.open(personalPacket.id, 'stranger')).toEqual({ state: 'not_eligible' });
+    commits.succeedAll();
+    await drainMicrotasks();
+    expect(engine.stats.opensInFlight).toBe(0);
+    for (const packet of packets) expect(new Set(commits.claims(packet.id).map((claim) => claim.userId)).size).toBe(commits.claims(packet.id).length);
   });
 
   it('answers busy at once past OPENS_IN_FLIGHT_MAX opens in this process', async () => {
@@ -413,7 +481,10 @@ describe('load shedding', () => {
     release();
     const outcomes = await Promise.all(opens);
     expect(outcomes.filter((outcome) => outcome.state === 'claimed')).toHaveLength(3);
-    expect(outcomes.filter((outcome) => outcome.state === 'sold_out')).toHaveLength(OPENS_IN_FLIGHT_MAX - 3);
+    // Once the packet is here, the crowd behind its last shares is bounded like any other.
+    const soldOut = outcomes.filter((outcome) => outcome.state === 'sold_out').length;
+    expect(soldOut).toBeGreaterThan(0);
+    expect(soldOut + outcomes.filter((outcome) => outcome.state === 'busy').length).toBe(OPENS_IN_FLIGHT_MAX - 3);
     expect(engine.stats.opensInFlight).toBe(0);
     expect((await engine.open('fixed-cold', 'user-0')).state).toBe('already_claimed');
   });

@@ -1,0 +1,180 @@
+// Scenario 5, noisy neighbour: other users open packets at a fixed offered rate on the real
+// server (its own process, embedded default, default limits), first alone, then while one user
+// floods grab, result pages of random ids, the wallet and the records routes from a separate
+// load process. Reports the other users' open p50/p99 in both phases of the same run and the
+// ratio (target: flooded p99 within 2× of the baseline p99).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { issueToken } from '../../src/http/auth.js';
+import { freePort } from '../../test/support/process.js';
+import { emit, quick } from '../support.js';
+
+const SECRET = 'bench-secret';
+const PHASE_S = quick ? 5 : 10;
+/** Opens per second offered by the other users, the same in both phases. */
+const OPENS_PER_SECOND = 500;
+const VICTIM_CONNECTIONS = 32;
+/** Connections of the flooding user, one phase each. */
+const FLOOD_CONNECTIONS = quick ? [50] : [50, 500];
+
+interface Latency {
+  requests: number;
+  p50Ms: number;
+  p99Ms: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function startServer(dataDir: string): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    env: { ...process.env, DATA_DIR: dataDir, AUTH_SECRET: SECRET, LOG_LEVEL: 'error', PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 600; attempt += 1) {
+    try {
+      if ((await fetch(`${url}/readyz`)).status === 200) return { url, child };
+    } catch {
+      // not yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error('the server did not start');
+}
+
+/** The flood, run as its own process: `noisy.ts --flood <url> <packetId> <connections> <seconds>`. */
+async function flood(url: string, packetId: string, connections: number, seconds: number) {
+  const token = await issueToken(SECRET, 'noisy');
+  let next = 0;
+  const randomId = (legacy: boolean) => `p_${randomBytes(legacy ? 12 : 24).toString('base64url')}`;
+  const result = await autocannon({
+    url,
+    connections,
+    pipelining: 1,
+    duration: seconds,
+    requests: [
+      {
+        setupRequest: (request: autocannon.Request) => {
+          const paths: [string, string][] = [
+            ['POST', `/v1/packets/${packetId}/grab`],
+            ['GET', `/v1/packets/${randomId(false)}`],
+            ['GET', `/v1/packets/${randomId(true)}`], // the old format: looked up in the database
+            ['GET', '/v1/wallet'],
+            ['GET', '/v1/me/sent'],
+            ['GET', '/v1/me/received'],
+          ];
+          const [method, path] = paths[next++ % paths.length]!;
+          return { ...request, method: method as 'GET' | 'POST', path, headers: { ...request.headers, authorization: `Bearer ${token}` } };
+        },
+      },
+    ],
+  });
+  const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([code, stats]) => [code, (stats as { count: number }).count]));
+  emit({ requestsPerSecond: result.requests.average, statuses, errors: result.errors });
+}
+
+function startFlood(url: string, packetId: string, connections: number, seconds: number): { child: ChildProcess; done: Promise<any> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/scenarios/noisy.ts', '--flood', url, packetId, String(connections), String(seconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const done = new Promise<any>((resolve, reject) => {
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`the flood exited with ${code}`));
+      else resolve(JSON.parse(output.trim().split('\n').pop()!));
+    });
+  });
+  return { child, done };
+}
+
+async function main() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'hongbao-bench-noisy-'));
+  const { url, child } = await startServer(dataDir);
+  try {
+    const admin = await issueToken(SECRET, 'bench-admin', { admin: true });
+    const post = async (token: string, path: string, body: unknown, key: string) => {
+      const response = await fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(body),
+      });
+      if (response.status !== 201) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+      return (await response.json()) as any;
+    };
+    // Enough shares that every open of every phase can be a claim: 100 shares a packet.
+    const phases = 1 + 1 + FLOOD_CONNECTIONS.length; // warm-up, baseline, one per flood size
+    const packetCount = Math.ceil((phases * OPENS_PER_SECOND * PHASE_S * 1.2) / 100);
+    const senders = Math.ceil(packetCount / 50); // each sender well within their request burst
+    const packets: string[] = [];
+    for (let sender = 0; sender < senders; sender += 1) {
+      const token = await issueToken(SECRET, `sender-${sender}`);
+      await post(admin, '/v1/wallet/deposits', { userId: `sender-${sender}`, amount: '100000.00' }, `d${sender}`);
+      for (let index = 0; index < 50 && packets.length < packetCount; index += 1) {
+        packets.push((await post(token, '/v1/packets', { type: 'group_lucky', targetId: 'g', count: 100, amount: '100.00' }, `s${sender}-${index}`)).packet.id);
+      }
+    }
+    const users = await Promise.all(Array.from({ length: 20_000 }, (_, index) => issueToken(SECRET, `u${index}`)));
+    let next = 0;
+    const victims = async (seconds: number): Promise<Latency> => {
+      const result = await autocannon({
+        url,
+        connections: VICTIM_CONNECTIONS,
+        overallRate: OPENS_PER_SECOND,
+        pipelining: 1,
+        duration: seconds,
+        requests: [
+          {
+            method: 'POST',
+            setupRequest: (request: autocannon.Request) => {
+              const index = next++;
+              // Each (packet, user) pair once; a user opens at most a few times a phase.
+              request.path = `/v1/packets/${packets[Math.floor(index / 100) % packets.length]}/open`;
+              request.headers = { ...request.headers, authorization: `Bearer ${users[index % users.length]}` };
+              return request;
+            },
+          },
+        ],
+      });
+      return { requests: result.requests.total, p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+    };
+    await victims(PHASE_S); // warm-up
+    const baseline = await victims(PHASE_S);
+    const flooded = [];
+    for (const connections of FLOOD_CONNECTIONS) {
+      const noisy = startFlood(url, packets[0]!, connections, PHASE_S + 3);
+      await new Promise((resolve) => setTimeout(resolve, 1_500)); // the flood is at full strength
+      const others = await victims(PHASE_S);
+      const floodResult = await noisy.done;
+      flooded.push({ floodConnections: connections, others, flood: floodResult, p99Ratio: others.p99Ms / baseline.p99Ms });
+    }
+    return { baseline, flooded };
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv.includes('--flood')) {
+  const at = process.argv.indexOf('--flood');
+  const [url, packetId, connections, seconds] = process.argv.slice(at + 1);
+  await flood(url!, packetId!, Number(connections), Number(seconds));
+} else {
+  const { baseline, flooded } = await main();
+  emit({
+    scenario: 'noisy',
+    mode: 'embedded',
+    phaseS: PHASE_S,
+    opensPerSecond: OPENS_PER_SECOND,
+    victimConnections: VICTIM_CONNECTIONS,
+    baseline,
+    flooded,
+    worstP99Ratio: Math.max(...flooded.map((entry) => entry.p99Ratio)),
+  });
+}
