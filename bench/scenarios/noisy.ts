@@ -20,6 +20,11 @@ const OPENS_PER_SECOND = 500;
 const VICTIM_CONNECTIONS = 32;
 /** Connections of the flooding user, one phase each. */
 const FLOOD_CONNECTIONS = quick ? [50] : [50, 500];
+/**
+ * Rounds of (baseline, each flood), interleaved: the p99 of one 10 s phase on this shared 2-core
+ * machine swings by 2–4× from phase to phase, so each phase's p99 is the median over the rounds.
+ */
+const ROUNDS = quick ? 1 : 3;
 
 interface Latency {
   requests: number;
@@ -27,6 +32,19 @@ interface Latency {
   p99Ms: number;
   non2xx: number;
   errors: number;
+}
+
+const median = (values: number[]) => [...values].sort((left, right) => left - right)[Math.floor(values.length / 2)]!;
+
+/** One phase's figures over the rounds: requests added up, latencies the median of the rounds'. */
+function medianOf(phases: Latency[]): Latency {
+  return {
+    requests: phases.reduce((sum, phase) => sum + phase.requests, 0),
+    p50Ms: median(phases.map((phase) => phase.p50Ms)),
+    p99Ms: median(phases.map((phase) => phase.p99Ms)),
+    non2xx: phases.reduce((sum, phase) => sum + phase.non2xx, 0),
+    errors: phases.reduce((sum, phase) => sum + phase.errors, 0),
+  };
 }
 
 async function startServer(dataDir: string): Promise<{ url: string; child: ChildProcess }> {
@@ -109,7 +127,7 @@ async function main() {
       return (await response.json()) as any;
     };
     // Enough shares that every open of every phase can be a claim: 100 shares a packet.
-    const phases = 1 + 1 + FLOOD_CONNECTIONS.length; // warm-up, baseline, one per flood size
+    const phases = 1 + ROUNDS * (1 + FLOOD_CONNECTIONS.length); // warm-up, then per round a baseline and one per flood size
     const packetCount = Math.ceil((phases * OPENS_PER_SECOND * PHASE_S * 1.2) / 100);
     const senders = Math.ceil(packetCount / 50); // each sender well within their request burst
     const packets: string[] = [];
@@ -145,16 +163,24 @@ async function main() {
       return { requests: result.requests.total, p50Ms: result.latency.p50, p99Ms: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
     };
     await victims(PHASE_S); // warm-up
-    const baseline = await victims(PHASE_S);
-    const flooded = [];
-    for (const connections of FLOOD_CONNECTIONS) {
-      const noisy = startFlood(url, packets[0]!, connections, PHASE_S + 3);
-      await new Promise((resolve) => setTimeout(resolve, 1_500)); // the flood is at full strength
-      const others = await victims(PHASE_S);
-      const floodResult = await noisy.done;
-      flooded.push({ floodConnections: connections, others, flood: floodResult, p99Ratio: others.p99Ms / baseline.p99Ms });
+    const baselines: Latency[] = [];
+    const floods = FLOOD_CONNECTIONS.map(() => ({ others: [] as Latency[], flood: [] as unknown[] }));
+    for (let round = 0; round < ROUNDS; round += 1) {
+      baselines.push(await victims(PHASE_S));
+      for (const [index, connections] of FLOOD_CONNECTIONS.entries()) {
+        const noisy = startFlood(url, packets[0]!, connections, PHASE_S + 3);
+        await new Promise((resolve) => setTimeout(resolve, 1_500)); // the flood is at full strength
+        floods[index]!.others.push(await victims(PHASE_S));
+        floods[index]!.flood.push(await noisy.done);
+      }
     }
-    return { baseline, flooded };
+    const baseline = medianOf(baselines);
+    const flooded = FLOOD_CONNECTIONS.map((connections, index) => {
+      const others = medianOf(floods[index]!.others);
+      const flood = floods[index]!.flood[Math.floor(ROUNDS / 2)]!;
+      return { floodConnections: connections, others, flood, p99Ratio: others.p99Ms / baseline.p99Ms, p99MsByRound: floods[index]!.others.map((phase) => phase.p99Ms) };
+    });
+    return { baseline: { ...baseline, p99MsByRound: baselines.map((phase) => phase.p99Ms) }, flooded };
   } finally {
     child.kill('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });

@@ -10,7 +10,9 @@ export interface OpenRate {
 export const DEFAULT_OPEN_RATE: OpenRate = { burst: 100, perSecond: 20 };
 
 /** Every other authenticated request of one user (grab, result pages, wallet, records, sends) shares this bucket. */
-export const DEFAULT_REQUEST_RATE: OpenRate = { burst: 200, perSecond: 20 };
+// Most of these routes read the database; on the embedded default every query queues with the
+// claims' durable writes, so this is what one user may cost everyone (bench/RESULTS.md §5).
+export const DEFAULT_REQUEST_RATE: OpenRate = { burst: 50, perSecond: 5 };
 
 /** Requests of one user in progress at once; past it 429 at once, nothing queued. */
 export const DEFAULT_REQUESTS_IN_FLIGHT_MAX = 32;

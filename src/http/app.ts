@@ -24,7 +24,13 @@ export interface AppOptions {
   readonly tokenTtlMaxSeconds: number;
 }
 
+/** How long a refused (429) request is held before its answer is sent. */
+export const REFUSAL_HOLD_MS = 1000;
+/** Refusals held at once by one app; past it a refusal is sent at once, on a closed connection. */
+export const REFUSALS_HELD_MAX = 4096;
+
 export function createApp(service: HongbaoService, options: AppOptions) {
+  let refusalsHeld = 0;
   const metrics = createHttpMetrics(service.metrics);
   const { bodyBytesMax } = options;
   const app = new Hono<{ Variables: AuthVariables }>();
@@ -65,12 +71,20 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     const admission = await service.admit(c.get('caller').userId, use);
     if (admission.kind === 'rate_limited') {
       const message = admission.reason === 'in_flight' ? 'too many requests in progress at once; slow down' : 'too many requests; slow down';
+      const retryAfter = { 'Retry-After': String(Math.ceil(admission.retryAfterMs / 1000)) };
       // Answered here, not thrown: a flood is mostly refusals, and each should cost as little as
-      // possible. The connection is closed after it, so a client in a loop pays a reconnect.
-      return c.json(errorBody('rate_limited', message), 429, {
-        'Retry-After': String(Math.ceil(admission.retryAfterMs / 1000)),
-        Connection: 'close',
-      });
+      // possible. A refusal is held before it is sent (a tarpit): a client in a loop then sends
+      // one request per connection per hold, so a flood costs a timer per refusal, not a parse
+      // and an answer per millisecond. Past the bound of held refusals, one is sent at once and
+      // its connection closed, so the client pays a reconnect instead.
+      if (refusalsHeld >= REFUSALS_HELD_MAX) return c.json(errorBody('rate_limited', message), 429, { ...retryAfter, Connection: 'close' });
+      refusalsHeld += 1;
+      try {
+        await new Promise((resolve) => setTimeout(resolve, REFUSAL_HOLD_MS));
+      } finally {
+        refusalsHeld -= 1;
+      }
+      return c.json(errorBody('rate_limited', message), 429, retryAfter);
     }
     try {
       await next();

@@ -58,7 +58,7 @@ let h: Harness;
 let served: Json;
 
 beforeAll(async () => {
-  h = await startHarness();
+  h = await startHarness({ requestRate: DEFAULT_REQUEST_RATE }); // the production defaults, as nothing configured
   const reply = await h.call('GET', '/openapi.json');
   expect(reply.status).toBe(200);
   served = reply.body;

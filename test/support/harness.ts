@@ -70,6 +70,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     runJobs: false,
     ...services.options,
     ...composeOptions,
+    // Suites about other things are not shaped by the per-user request bucket; the suites about
+    // it (http-hostile-users, redis) set their own.
+    requestRate: options.requestRate ?? { burst: 1_000_000, perSecond: 1_000_000 },
     limits: { ...DEFAULT_LIMITS, ...(packetTtlMs === undefined ? {} : { ttlMs: packetTtlMs }), ...options.limits },
     clock,
   });

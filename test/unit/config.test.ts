@@ -13,7 +13,7 @@ describe('limits from the environment', () => {
     expect(config.openRate).toEqual(DEFAULT_OPEN_RATE);
     expect(DEFAULT_OPEN_RATE).toEqual({ burst: 100, perSecond: 20 });
     expect(config.requestRate).toEqual(DEFAULT_REQUEST_RATE);
-    expect(DEFAULT_REQUEST_RATE).toEqual({ burst: 200, perSecond: 20 });
+    expect(DEFAULT_REQUEST_RATE).toEqual({ burst: 50, perSecond: 5 });
     expect(config.requestsInFlightMax).toBe(DEFAULT_REQUESTS_IN_FLIGHT_MAX);
     expect(DEFAULT_REQUESTS_IN_FLIGHT_MAX).toBe(32);
     expect(config.bodyBytesMax).toBe(DEFAULT_BODY_BYTES_MAX);
