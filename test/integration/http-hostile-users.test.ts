@@ -29,13 +29,16 @@ describe('the per-user request bucket (every authenticated route but open)', () 
   });
 
   it('429 rate_limited with Retry-After past the burst, on every route; open keeps its own bucket; other users are unaffected', async () => {
-    const client = apiClient(() => h, 'bucket');
-    await client.fund('bucket-a', '10.00'); // the admin's request 1
-    const packet = await client.sendOk('bucket-a', { type: 'group_lucky', targetId: 'g', count: 3, amount: '3.00' }); // bucket-a: 1
-    expect((await client.grab(packet.id, 'bucket-a')).status).toBe(200); // 2
-    expect((await h.call('GET', '/v1/wallet', { user: 'bucket-a' })).status).toBe(200); // 3
-    expect((await h.call('GET', '/v1/me/sent', { user: 'bucket-a' })).status).toBe(200); // 4: the bucket is empty now
-    const token = await h.token('bucket-a');
+    // Names of this run only: on the services run the buckets live in Redis and outlive the test.
+    const run = `bucket${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}`;
+    const [userA, userB] = [`${run}-a`, `${run}-b`];
+    const client = apiClient(() => h, run);
+    await client.fund(userA, '10.00'); // the admin's request 1
+    const packet = await client.sendOk(userA, { type: 'group_lucky', targetId: 'g', count: 3, amount: '3.00' }); // userA: 1
+    expect((await client.grab(packet.id, userA)).status).toBe(200); // 2
+    expect((await h.call('GET', '/v1/wallet', { user: userA })).status).toBe(200); // 3
+    expect((await h.call('GET', '/v1/me/sent', { user: userA })).status).toBe(200); // 4: the bucket is empty now
+    const token = await h.token(userA);
     const startedMs = performance.now();
     const response = await h.app.request('/v1/wallet', { headers: { authorization: `Bearer ${token}` } });
     expect(response.status).toBe(429);
@@ -43,24 +46,24 @@ describe('the per-user request bucket (every authenticated route but open)', () 
     // Held before it is sent (a tarpit): a client in a loop sends one request per hold.
     expect(performance.now() - startedMs).toBeGreaterThanOrEqual(REFUSAL_HOLD_MS - 5);
     expectError({ status: response.status, body: await response.json() }, 429, 'rate_limited');
-    expectError(await client.grab(packet.id, 'bucket-a'), 429, 'rate_limited');
-    expectError(await h.call('GET', `/v1/packets/${packet.id}`, { user: 'bucket-a' }), 429, 'rate_limited');
-    expectError(await h.call('GET', '/v1/packets/p_AAAAAAAAAAAAAAAA', { user: 'bucket-a' }), 429, 'rate_limited');
-    expectError(await h.call('GET', '/v1/me/received', { user: 'bucket-a' }), 429, 'rate_limited');
+    expectError(await client.grab(packet.id, userA), 429, 'rate_limited');
+    expectError(await h.call('GET', `/v1/packets/${packet.id}`, { user: userA }), 429, 'rate_limited');
+    expectError(await h.call('GET', '/v1/packets/p_AAAAAAAAAAAAAAAA', { user: userA }), 429, 'rate_limited');
+    expectError(await h.call('GET', '/v1/me/received', { user: userA }), 429, 'rate_limited');
     expectError(
       await h.call('POST', '/v1/packets', {
-        user: 'bucket-a',
+        user: userA,
         body: { type: 'group_lucky', targetId: 'g', count: 1, amount: '1.00' },
-        headers: { 'idempotency-key': 'bucket-late' },
+        headers: { 'idempotency-key': `${run}-late` },
       }),
       429,
       'rate_limited',
     );
     // Open has its own bucket: the sender may still open their own group packet.
-    expect((await client.open(packet.id, 'bucket-a')).body.state).toBe('claimed');
+    expect((await client.open(packet.id, userA)).body.state).toBe('claimed');
     // Someone else's bucket is full.
-    expect((await h.call('GET', `/v1/packets/${packet.id}`, { user: 'bucket-b' })).status).toBe(200);
-    expect((await h.call('GET', '/v1/wallet', { user: 'bucket-b' })).status).toBe(200);
+    expect((await h.call('GET', `/v1/packets/${packet.id}`, { user: userB })).status).toBe(200);
+    expect((await h.call('GET', '/v1/wallet', { user: userB })).status).toBe(200);
   });
 });
 
