@@ -2,13 +2,13 @@
 // Kafka), engine, ledger consumer, Redis cache and rate limit, jobs — and the application
 // service over them. main.ts, the test harness and the bench all build the product here.
 import type { Redis } from 'ioredis';
-import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createRedis } from '../cache/redis-client.js';
 import { RedisPacketCache } from '../cache/redis-packet-cache.js';
 import { RedisRateLimiter } from '../cache/redis-rate-limit.js';
 import type { Config } from '../config.js';
 import type { Limits } from '../domain/limits.js';
+import { checkPacketId, packetIdKeyFrom } from '../domain/packet-id.js';
 import { packetSeed } from '../domain/random.js';
 import type { Clock } from '../engine/clock.js';
 import { Engine } from '../engine/engine.js';
@@ -179,8 +179,10 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     // A conflicting duplicate is never dropped silently: recorded, counted, logged, reconciled.
     onConflict: (conflict) => logger.error({ conflict }, `ledger conflict: ${conflict.message}`),
   });
+  const packetIdKey = packetIdKeyFrom(options.seedSecret);
   const engine = new Engine({
     limits,
+    mayExist: (packetId) => checkPacketId(packetIdKey, packetId) !== 'forged',
     clock,
     seedFor: (packetId) => packetSeed(options.seedSecret, packetId),
     commit: (event, onFailure) => committer.submit(event, onFailure),
@@ -196,15 +198,16 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     ...(redis ? { cache: new RedisPacketCache(redis, onCacheError) } : {}),
   });
   const metrics = createServiceMetrics({ engine, committer, consumer, log, cacheFailures });
+  // A per-user token bucket: in Redis (shared by every process) when there is one, with the
+  // process's own bucket deciding whenever Redis does not answer.
+  const perUserLimiter = (rate: OpenRate, redisKeyPrefix: string): RateLimiter => {
+    const local = new TokenBucketLimiter(rate.burst, rate.perSecond);
+    return redis ? new RedisRateLimiter(redis, rate.burst, rate.perSecond, local, onCacheError, redisKeyPrefix) : local;
+  };
   const openRate = options.openRate ?? DEFAULT_OPEN_RATE;
-  const localLimiter = new TokenBucketLimiter(openRate.burst, openRate.perSecond);
-  const openLimiter =
-    options.openLimiter ?? (redis ? new RedisRateLimiter(redis, openRate.burst, openRate.perSecond, localLimiter, onCacheError) : localLimiter);
+  const openLimiter = options.openLimiter ?? perUserLimiter(openRate, 'rl:');
   const requestRate = options.requestRate ?? DEFAULT_REQUEST_RATE;
-  const localRequestLimiter = new TokenBucketLimiter(requestRate.burst, requestRate.perSecond);
-  const requestLimiter = redis
-    ? new RedisRateLimiter(redis, requestRate.burst, requestRate.perSecond, localRequestLimiter, onCacheError, 'rq:')
-    : localRequestLimiter;
+  const requestLimiter = perUserLimiter(requestRate, 'rq:');
   const admission = new UserAdmission(requestLimiter, requestRate, options.requestsInFlightMax ?? DEFAULT_REQUESTS_IN_FLIGHT_MAX, () => clock.now());
   const expireDue = expiryPass((nowMs, limit) => ledger.duePacketIds(nowMs, limit), engine, clock);
   const service = new Service({
@@ -216,8 +219,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     openLimiter,
     openRate,
     admission,
-    // Its own key, derived from SEED_SECRET: an id's tag says nothing about the packet's seed.
-    packetIdKey: createHmac('sha256', options.seedSecret).update('hongbao packet id tag').digest('hex'),
+    packetIdKey,
     metrics,
     expireDue,
     checkDependencies: async () => {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { BUSY } from '../domain/grab-open.js';
 import { mayView, type Packet } from '../domain/packet.js';
-import { checkPacketId, newPacketId, PACKET_ID_RANDOM_BYTES } from '../domain/packet-id.js';
+import { newPacketId, PACKET_ID_RANDOM_BYTES, type PacketIdKey } from '../domain/packet-id.js';
 import type { Limits } from '../domain/limits.js';
 import { resultPage } from '../domain/result-page.js';
 import { planSend, type SendRequest } from '../domain/validation.js';
@@ -44,7 +44,7 @@ export interface ServiceParts {
   /** Per-user admission of every authenticated request (in-flight bound, request bucket). */
   readonly admission: UserAdmission;
   /** Key of the tag packet ids carry (domain/packet-id.ts): an id without a valid tag is not looked up. */
-  readonly packetIdKey: string;
+  readonly packetIdKey: PacketIdKey;
   readonly metrics: ServiceMetrics;
   readonly expireDue: () => Promise<void>;
   /** Checks of the parts beyond the database (the log, Redis); rejects with the reason. */
@@ -78,11 +78,6 @@ export class Service implements HongbaoService {
 
   admit(userId: string, use: RequestUse): Promise<Admission> {
     return this.parts.admission.admit(userId, use);
-  }
-
-  /** False for an id no node of ours could have issued: answered not found without any lookup. */
-  private mayExist(packetId: string): boolean {
-    return checkPacketId(this.parts.packetIdKey, packetId) !== 'forged';
   }
 
   async send(request: SendRequest, idempotencyKey: string): Promise<SendOutcome> {
@@ -131,7 +126,6 @@ export class Service implements HongbaoService {
   }
 
   grab(packetId: string, userId: string): Promise<GrabAnswer> {
-    if (!this.mayExist(packetId)) return Promise.resolve({ state: 'not_found' });
     return this.parts.engine.grab(packetId, userId);
   }
 
@@ -143,14 +137,13 @@ export class Service implements HongbaoService {
       // One token comes back every 1 / perSecond seconds.
       return { state: 'rate_limited', retryAfterMs: Math.ceil(1000 / this.parts.openRate.perSecond) };
     }
-    const outcome = this.mayExist(packetId) ? await this.parts.engine.open(packetId, userId) : ({ state: 'not_found' } as const);
+    const outcome = await this.parts.engine.open(packetId, userId);
     this.parts.metrics.opens.inc({ state: outcome.state });
     stopTimer();
     return outcome;
   }
 
   async resultPage(packetId: string, viewerId: string): Promise<PageOutcome> {
-    if (!this.mayExist(packetId)) return { kind: 'not_found' };
     const snapshot = await this.parts.engine.view(packetId);
     if (snapshot === null) return { kind: 'not_found' };
     if (snapshot === 'busy') return BUSY;

@@ -3,7 +3,7 @@
 // holding the key can tell an id it could have issued from one it could not, with one HMAC and
 // no database round trip, so a flood of made-up ids never reaches an activation. Pure: the key
 // is passed in (the composition root derives it from SEED_SECRET).
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 export const PACKET_ID_RANDOM_BYTES = 12;
 /** 96 bits: guessing a valid tag takes 2^95 tries on average. */
@@ -15,12 +15,20 @@ const LEGACY = /^p_[A-Za-z0-9_-]{16}$/;
 
 export type PacketIdCheck = 'signed' | 'legacy' | 'forged';
 
-function tagOf(key: string, random: Buffer): Buffer {
+/** The tag key, made once: a KeyObject, not a string turned into a key on every HMAC. */
+export type PacketIdKey = KeyObject;
+
+/** The tag key for a deployment: its own derivation of SEED_SECRET, so a tag says nothing about a seed. */
+export function packetIdKeyFrom(seedSecret: string): PacketIdKey {
+  return createSecretKey(createHmac('sha256', seedSecret).update('hongbao packet id tag').digest());
+}
+
+function tagOf(key: PacketIdKey, random: Buffer): Buffer {
   return createHmac('sha256', key).update(random).digest().subarray(0, PACKET_ID_TAG_BYTES);
 }
 
 /** The id for these 12 random bytes (the caller draws them from a CSPRNG: the domain draws nothing). */
-export function newPacketId(key: string, random: Buffer): string {
+export function newPacketId(key: PacketIdKey, random: Buffer): string {
   if (random.length !== PACKET_ID_RANDOM_BYTES) throw new RangeError(`a packet id needs ${PACKET_ID_RANDOM_BYTES} random bytes`);
   return `p_${Buffer.concat([random, tagOf(key, random)]).toString('base64url')}`;
 }
@@ -29,7 +37,7 @@ export function newPacketId(key: string, random: Buffer): string {
  * `signed`: issued with this key. `legacy`: of the old untagged format, which may exist in stored
  * data and has to be looked up. `forged`: anything else; no packet can have it.
  */
-export function checkPacketId(key: string, id: string): PacketIdCheck {
+export function checkPacketId(key: PacketIdKey, id: string): PacketIdCheck {
   if (LEGACY.test(id)) return 'legacy';
   if (!SIGNED.test(id)) return 'forged';
   const bytes = Buffer.from(id.slice(2), 'base64url');

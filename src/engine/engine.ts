@@ -36,6 +36,12 @@ export interface EngineOptions {
   /** Answers for packets that are done, without activating their actor (Redis in services mode). */
   readonly cache?: PacketCache;
   readonly onClaimFailed?: (claim: Claim) => void;
+  /**
+   * False for an id that no packet can have (its tag does not verify): such a request is not
+   * found before any cache read or activation. Asked only on the cold path, where that work
+   * would begin: a packet with a live actor here was issued, and the hot path pays nothing.
+   */
+  readonly mayExist?: (packetId: string) => boolean;
 }
 
 export type EngineOpenOutcome = OpenOutcome | { state: 'not_found' };
@@ -45,6 +51,8 @@ interface Slot {
   actor: PacketActor | undefined;
   activation: Promise<PacketActor | null> | undefined;
 }
+
+const NOT_FOUND = { state: 'not_found' } as const;
 
 export class Engine {
   /**
@@ -93,6 +101,7 @@ export class Engine {
 
   /** A packet without a local actor: the cache may answer; otherwise activate and decide. */
   private async openCold(packetId: string, userId: string): Promise<EngineOpenOutcome> {
+    if (this.options.mayExist?.(packetId) === false) return NOT_FOUND;
     // Counted while it waits for the cache or the activation; at the actor it is counted there.
     let counted = true;
     const uncount = () => {
@@ -123,6 +132,7 @@ export class Engine {
   }
 
   private async grabCold(packetId: string, userId: string): Promise<EngineGrabOutcome> {
+    if (this.options.mayExist?.(packetId) === false) return NOT_FOUND;
     const cached = await this.fromCache(packetId, userId);
     if (cached !== undefined) return cached.state === 'claimed' ? { state: 'claimed', amountFen: cached.amountFen } : cached;
     const outcome = await this.withActor(packetId, (actor) => actor.grab(userId, this.options.clock.now()));
@@ -133,6 +143,7 @@ export class Engine {
 
   /** The durable state of a packet, for the result page. */
   async view(packetId: string): Promise<PacketSnapshot | null | 'busy'> {
+    if (this.slots.get(packetId) === undefined && this.options.mayExist?.(packetId) === false) return null;
     return this.withActor(packetId, (actor) => actor.snapshot());
   }
 

@@ -3,9 +3,10 @@
 // legacy (to be looked up), and anything else is forged.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { checkPacketId, newPacketId, PACKET_ID_RANDOM_BYTES } from '../../src/domain/packet-id.js';
+import { checkPacketId, newPacketId, PACKET_ID_RANDOM_BYTES, packetIdKeyFrom } from '../../src/domain/packet-id.js';
 
-const KEY = 'test-packet-id-key';
+const KEY = packetIdKeyFrom('test-seed-secret');
+const OTHER_KEY = packetIdKeyFrom('another-seed-secret');
 const fresh = (key = KEY) => newPacketId(key, randomBytes(PACKET_ID_RANDOM_BYTES));
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
@@ -16,14 +17,14 @@ describe('packet ids', () => {
     for (const id of ids) {
       expect(id).toMatch(/^p_[A-Za-z0-9_-]{32}$/);
       expect(checkPacketId(KEY, id)).toBe('signed');
-      expect(checkPacketId('another-key', id)).toBe('forged');
+      expect(checkPacketId(OTHER_KEY, id)).toBe('forged');
     }
   });
 
   it('are a pure function of the key and the random bytes', () => {
     const random = Buffer.alloc(PACKET_ID_RANDOM_BYTES, 7);
     expect(newPacketId(KEY, random)).toBe(newPacketId(KEY, random));
-    expect(newPacketId(KEY, random)).not.toBe(newPacketId('another-key', random));
+    expect(newPacketId(KEY, random)).not.toBe(newPacketId(OTHER_KEY, random));
     expect(() => newPacketId(KEY, Buffer.alloc(3))).toThrow(RangeError);
   });
 
