@@ -179,11 +179,14 @@ async function classifyClaims(tx: Tx, events: readonly ClaimEvent[]): Promise<{ 
   // Only the rows that can meet this batch: the same (packet, seq) or the same (packet, user), both indexed.
   const stored = await rowsOf<{ packet_id: string; seq: number; user_id: string; amount_fen: string | number }>(
     tx,
-    sql`select distinct c.packet_id, c.seq, c.user_id, c.amount_fen
-        from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
-                    ${sql.param(events.map((event) => event.seq))}::int[],
-                    ${sql.param(events.map((event) => event.userId))}::text[]) as input(packet_id, seq, user_id)
-        join claims c on c.packet_id = input.packet_id and (c.seq = input.seq or c.user_id = input.user_id)`,
+    // Two equality joins, one per index, rather than one join on an OR that no index serves.
+    sql`with input as (
+          select * from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
+                               ${sql.param(events.map((event) => event.seq))}::int[],
+                               ${sql.param(events.map((event) => event.userId))}::text[]) as input(packet_id, seq, user_id))
+        select c.packet_id, c.seq, c.user_id, c.amount_fen from input join claims c on c.packet_id = input.packet_id and c.seq = input.seq
+        union
+        select c.packet_id, c.seq, c.user_id, c.amount_fen from input join claims c on c.packet_id = input.packet_id and c.user_id = input.user_id`,
   );
   const bySeq = new Map<string, StoredClaim>();
   const byUser = new Map<string, StoredClaim>();
