@@ -1,5 +1,6 @@
 // Environment → typed config, validated once at start (API.md, Configuration).
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_GREETING, DEFAULT_LIMITS, type Limits } from './domain/limits.js';
 import { DEFAULT_OPEN_RATE, DEFAULT_REQUEST_RATE, DEFAULT_REQUESTS_IN_FLIGHT_MAX, type OpenRate } from './engine/rate-limit.js';
@@ -57,6 +58,8 @@ const environment = z.object({
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(8),
   REDIS_URL: z.string().url().optional(),
   ROLE: z.enum(['all', 'engine', 'ledger']).default('all'),
+  NODE_ID: z.string().trim().min(1).max(100).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only').optional(),
+  ADVERTISE_URL: z.string().url().optional(),
   PACKET_TTL_MS: z.coerce.number().int().positive().default(86_400_000),
   PACKET_COUNT_MAX: integer(1, PACKET_COUNT_MAX_MAX, DEFAULT_LIMITS.countMax),
   SHARE_AMOUNT_MIN: yuanSetting(DEFAULT_LIMITS.shareFenMin),
@@ -95,6 +98,10 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** all: engine + ledger consumer; engine: no consumer; ledger: consumer only (no engine traffic expected). */
   readonly role: 'all' | 'engine' | 'ledger';
+  /** This node's unique name in a cluster (default host name + port). */
+  readonly nodeId: string;
+  /** How the other nodes reach this one, for forwarded requests (default http://HOST:PORT). */
+  readonly advertiseUrl: string;
   readonly packetTtlMs: number;
   /** The product limits (for Hongbao and the OpenAPI document); limits.ttlMs = packetTtlMs. */
   readonly limits: Limits;
@@ -152,6 +159,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     kafkaPartitions: values.KAFKA_PARTITIONS,
     redisUrl: values.REDIS_URL,
     role: values.ROLE,
+    nodeId: values.NODE_ID ?? `${hostname()}-${values.PORT}`,
+    advertiseUrl: (values.ADVERTISE_URL ?? `http://${values.HOST}:${values.PORT}`).replace(/\/+$/, ''),
     packetTtlMs: values.PACKET_TTL_MS,
     limits: {
       countMax: values.PACKET_COUNT_MAX,

@@ -31,7 +31,7 @@ import { claimTransferId } from '../log/events.js';
 import { GroupCommitter } from '../log/group-commit.js';
 import { TableLog } from '../log/table-log.js';
 import { UserAdmission } from './admission.js';
-import { Service } from './hongbao-service.js';
+import { Service, singleNode } from './hongbao-service.js';
 import { createServiceMetrics } from './metrics.js';
 import { databaseStartupError, kafkaStartupError } from './startup-errors.js';
 
@@ -86,6 +86,8 @@ export interface ComposeOptions {
   readonly requestRate?: OpenRate;
   /** Requests of one user in progress at once (default DEFAULT_REQUESTS_IN_FLIGHT_MAX). */
   readonly requestsInFlightMax?: number;
+  /** This node's name and address in a cluster (default: a single node named after the process). */
+  readonly node?: { readonly id: string; readonly url: string };
 }
 
 /** The assembled product: its service, and its parts for operators and tests. */
@@ -134,6 +136,7 @@ export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock)
     runConsumer: config.role !== 'engine',
     runJobs: config.role !== 'ledger',
     servesPackets: config.role !== 'ledger',
+    node: { id: config.nodeId, url: config.advertiseUrl },
   };
 }
 
@@ -222,6 +225,11 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     packetIdKey,
     metrics,
     expireDue,
+    placement: singleNode({
+      id: options.node?.id ?? `hongbao-${process.pid}`,
+      url: options.node?.url ?? '',
+      role: options.servesPackets === false ? 'ledger' : options.runConsumer === false ? 'engine' : 'all',
+    }),
     checkDependencies: async () => {
       if (redis !== undefined && redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);
     },

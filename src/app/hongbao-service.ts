@@ -20,7 +20,9 @@ import type { UserAdmission } from './admission.js';
 import type { ServiceMetrics } from './metrics.js';
 import type {
   Admission,
+  ClusterView,
   DepositOutcome,
+  PacketRoute,
   GrabAnswer,
   HongbaoService,
   OpenAnswer,
@@ -49,6 +51,26 @@ export interface ServiceParts {
   readonly expireDue: () => Promise<void>;
   /** Checks of the parts beyond the database (the log, Redis); rejects with the reason. */
   readonly checkDependencies: () => Promise<void>;
+  /** Which node decides each packet (a single process decides every packet itself). */
+  readonly placement: Placement;
+}
+
+/** This node's place in the cluster: the owner of each packet, and who is in it. */
+export interface Placement {
+  readonly nodeId: string;
+  route(packetId: string): PacketRoute;
+  view(): Promise<ClusterView>;
+}
+
+const HERE: PacketRoute = Object.freeze({ kind: 'here' });
+
+/** A process that decides every packet itself: the embedded default, or the table log on a Postgres server. */
+export function singleNode(node: { id: string; url: string; role: 'all' | 'engine' | 'ledger' }): Placement {
+  return {
+    nodeId: node.id,
+    route: () => HERE,
+    view: async () => ({ self: node.id, nodes: [{ ...node, owns: node.role === 'ledger' ? [] : [0] }] }),
+  };
 }
 
 export class Service implements HongbaoService {
@@ -74,6 +96,18 @@ export class Service implements HongbaoService {
 
   get metrics(): Registry {
     return this.parts.metrics.registry;
+  }
+
+  get nodeId(): string {
+    return this.parts.placement.nodeId;
+  }
+
+  route(packetId: string): PacketRoute {
+    return this.parts.placement.route(packetId);
+  }
+
+  cluster(): Promise<ClusterView> {
+    return this.parts.placement.view();
   }
 
   admit(userId: string, use: RequestUse): Promise<Admission> {

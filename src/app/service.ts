@@ -78,6 +78,29 @@ export type Admission =
   | { kind: 'admitted'; release: () => void }
   | { kind: 'rate_limited'; reason: 'rate' | 'in_flight'; retryAfterMs: number };
 
+/**
+ * Where a packet's requests are decided. In a cluster every packet has one owner node (the
+ * owner of its log partition, its slot); any other node passes the request on.
+ */
+export type PacketRoute =
+  | { kind: 'here' }
+  | { kind: 'forward'; nodeId: string; url: string }
+  /** A handover is under way (or the owner is not known yet): the caller retries after a pause. */
+  | { kind: 'busy'; retryAfterMs: number };
+
+export interface ClusterNodeView {
+  readonly id: string;
+  readonly url: string;
+  readonly role: 'all' | 'engine' | 'ledger';
+  /** The slots (log partitions) this node owns, ascending; empty for a ledger-only node. */
+  readonly owns: readonly number[];
+}
+
+export interface ClusterView {
+  readonly self: string;
+  readonly nodes: readonly ClusterNodeView[];
+}
+
 export type Readiness = { ready: true } | { ready: false; reason: string };
 
 export interface HongbaoService {
@@ -109,6 +132,12 @@ export interface HongbaoService {
   receivedRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<ReceivedRecordsView>>;
   reconcile(): Promise<ReconciliationView>;
   readiness(): Promise<Readiness>;
+  /** This node's name (NODE_ID): a forwarded request names the node it came from. */
+  readonly nodeId: string;
+  /** Where the packet's grab, open and result page are decided: here, on another node, or not now. */
+  route(packetId: string): PacketRoute;
+  /** The nodes of the cluster and the slots each owns (one node when not in a cluster). */
+  cluster(): Promise<ClusterView>;
   /** Runs one expiry pass now (tests and operators; the job runs it every second). */
   expireDue(): Promise<void>;
 }
