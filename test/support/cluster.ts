@@ -340,18 +340,42 @@ function kafkaAdmin(brokers: string) {
   }).admin();
 }
 
-export async function startCluster(options: ClusterOptions = {}): Promise<TestCluster> {
+export interface ClusterServices {
+  readonly runId: string;
+  readonly databaseUrl: string;
+  readonly topic: string;
+  readonly partitions: number;
+  /** What every node gets besides its own ROLE/NODE_ID/HOST/PORT/ADVERTISE_URL. */
+  readonly env: Record<string, string>;
+  /** Drops the database and deletes the topic. */
+  drop(): Promise<void>;
+}
+
+/** A fresh database on the Postgres server and a topic of its own, and the settings of a node on them. */
+export async function prepareClusterServices(options: Pick<ClusterOptions, 'partitions' | 'env' | 'runId'> = {}): Promise<ClusterServices> {
   const runId = options.runId ?? `c${Date.now().toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`;
   const brokers = process.env.KAFKA_BROKERS ?? '127.0.0.1:9092';
   const database = await freshServerDatabase(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test');
   const topic = `hongbao-cluster-${runId}`;
   const partitions = options.partitions ?? 8;
+  const drop = async () => {
+    await database.drop().catch(() => {});
+    const cleaner = kafkaAdmin(brokers);
+    await cleaner
+      .connect()
+      .then(() => cleaner.deleteTopics({ topics: [topic], timeout: TOPIC_TIMEOUT_MS }))
+      .catch(() => {})
+      .finally(() => cleaner.disconnect());
+  };
   // Created here, once, with its partitions: the nodes start together and none of them races
   // the others to create it.
   const admin = kafkaAdmin(brokers);
-  await admin.connect();
   try {
+    await admin.connect();
     await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true, timeout: TOPIC_TIMEOUT_MS });
+  } catch (error) {
+    await drop();
+    throw error;
   } finally {
     await admin.disconnect();
   }
@@ -370,6 +394,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     REQUESTS_IN_FLIGHT_MAX: '100000',
     ...options.env,
   };
+  return { runId, databaseUrl: database.url, topic, partitions, env, drop };
+}
+
+export async function startCluster(options: ClusterOptions = {}): Promise<TestCluster> {
+  const services = await prepareClusterServices(options);
+  const { runId, env, topic } = services;
   const nodes: NodeHandle[] = [];
   const engines: NodeHandle[] = [];
   const ledgers: NodeHandle[] = [];
@@ -382,7 +412,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   };
   const cluster: TestCluster = {
     runId,
-    databaseUrl: database.url,
+    databaseUrl: services.databaseUrl,
     topic,
     env,
     engines,
@@ -393,13 +423,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     output: () => nodes.map((node) => node.output().slice(-20_000)).join('\n'),
     async stop() {
       await Promise.all(nodes.map((node) => node.kill('SIGKILL')));
-      await database.drop().catch(() => {});
-      const cleaner = kafkaAdmin(brokers);
-      await cleaner
-        .connect()
-        .then(() => cleaner.deleteTopics({ topics: [topic], timeout: TOPIC_TIMEOUT_MS }))
-        .catch(() => {})
-        .finally(() => cleaner.disconnect());
+      await services.drop();
     },
   };
   try {
