@@ -175,6 +175,14 @@ export class KafkaLog implements EventLog {
     }
   }
 
+  get topic(): string {
+    return this.options.topic;
+  }
+
+  get brokers(): readonly string[] {
+    return this.options.brokers;
+  }
+
   /** The partition every event of this packet goes to. */
   partitionOf(packetId: string): number {
     return this.partitioner({
