@@ -27,10 +27,13 @@ import { Ledger } from '../ledger/ledger.js';
 import { LedgerConsumer } from '../ledger/ledger-consumer.js';
 import { PendingCredits } from '../ledger/pending-credits.js';
 import type { EventLog } from '../log/event-log.js';
+import type { KafkaLog } from '../log/kafka-log.js';
+import type { Committer } from '../log/group-commit.js';
 import { claimTransferId } from '../log/events.js';
 import { GroupCommitter } from '../log/group-commit.js';
 import { TableLog } from '../log/table-log.js';
 import { UserAdmission } from './admission.js';
+import { ClusterNode } from './cluster.js';
 import { Service, singleNode } from './hongbao-service.js';
 import { createServiceMetrics } from './metrics.js';
 import { databaseStartupError, kafkaStartupError } from './startup-errors.js';
@@ -95,8 +98,10 @@ export interface Hongbao {
   readonly service: Service;
   readonly database: Database;
   readonly log: EventLog;
-  readonly committer: GroupCommitter;
+  readonly committer: Committer;
   readonly engine: Engine;
+  /** Services mode: this node's place in the cluster (slots, their writers, the engine group). */
+  readonly cluster: ClusterNode | undefined;
   readonly consumer: LedgerConsumer;
   readonly ledger: Ledger;
   /** For the start line: which cache is in front. */
@@ -107,7 +112,7 @@ export interface Hongbao {
 }
 
 /** One consumer group per topic: a group shared by consumers of different topics gets partitions assigned to members that never read them. */
-export async function openKafkaLog(settings: KafkaSettings, logger: Logger): Promise<EventLog> {
+export async function openKafkaLog(settings: KafkaSettings, logger: Logger): Promise<KafkaLog> {
   // Loaded only in services mode: the embedded default never touches kafkajs.
   const { KafkaLog } = await import('../log/kafka-log.js');
   return KafkaLog.open({
@@ -171,7 +176,6 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     cacheFailures.count += 1;
     logger.debug({ err: error }, 'redis command failed; answering without the cache');
   };
-  const committer = new GroupCommitter(log);
   const pending = new PendingCredits();
   const consumer = new LedgerConsumer(database.db, log, {
     onApplied: ({ claims, durationMs }) => {
@@ -182,8 +186,18 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     // A conflicting duplicate is never dropped silently: recorded, counted, logged, reconciled.
     onConflict: (conflict) => logger.error({ conflict }, `ledger conflict: ${conflict.message}`),
   });
+  const role = options.servesPackets === false ? 'ledger' : options.runConsumer === false ? 'engine' : 'all';
+  const self = { nodeId: options.node?.id ?? `hongbao-${process.pid}`, url: options.node?.url ?? '', role } as const;
+  // Services mode is a cluster, of one node or many: each slot (partition) is written by the one
+  // node Kafka's group assigned it to, through a producer the broker fences (docs/decisions.md).
+  let engine: Engine | undefined;
+  const cluster =
+    kafkaLog === undefined
+      ? undefined
+      : new ClusterNode({ log: kafkaLog, self, clientId: `${options.kafka!.clientId ?? 'hongbao'}-${self.nodeId}`, consumer, engine: () => engine, logger });
+  const committer: Committer = cluster?.committer ?? new GroupCommitter(log);
   const packetIdKey = packetIdKeyFrom(options.seedSecret);
-  const engine = new Engine({
+  engine = new Engine({
     limits,
     mayExist: (packetId) => checkPacketId(packetIdKey, packetId) !== 'forged',
     clock,
@@ -191,16 +205,20 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     commit: (event, onFailure) => committer.submit(event, onFailure),
     source: {
       load: async (packetId) => {
+        // In a cluster: only once the slot is this node's, fenced and caught up.
+        const generation = await cluster?.beforeLoad(packetId);
         // Rebuild only from a ledger that has every event the log already holds for this packet.
         await consumer.waitApplied(await log.headFor(packetId), ACTIVATION_CATCH_UP_TIMEOUT_MS);
-        return ledger.load(packetId);
+        const stored = await ledger.load(packetId);
+        if (generation !== undefined) cluster!.afterLoad(packetId, generation);
+        return stored;
       },
     },
     onClaimDecided: (claim) => pending.add(claim.userId, claimTransferId(claim.packetId, claim.seq), claim.amountFen),
     onClaimFailed: (claim) => pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq)),
     ...(redis ? { cache: new RedisPacketCache(redis, onCacheError) } : {}),
   });
-  const metrics = createServiceMetrics({ engine, committer, consumer, log, cacheFailures });
+  const metrics = createServiceMetrics({ engine, committer, consumer, log, cacheFailures, slots: cluster?.slots });
   // A per-user token bucket: in Redis (shared by every process) when there is one, with the
   // process's own bucket deciding whenever Redis does not answer.
   const perUserLimiter = (rate: OpenRate, redisKeyPrefix: string): RateLimiter => {
@@ -212,7 +230,15 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
   const requestRate = options.requestRate ?? DEFAULT_REQUEST_RATE;
   const requestLimiter = perUserLimiter(requestRate, 'rq:');
   const admission = new UserAdmission(requestLimiter, requestRate, options.requestsInFlightMax ?? DEFAULT_REQUESTS_IN_FLIGHT_MAX, () => clock.now());
-  const expireDue = expiryPass((nowMs, limit) => ledger.duePacketIds(nowMs, limit), engine, clock);
+  // In a cluster each node refunds only the packets of its own slots: expiry follows the owner.
+  const expireDue = expiryPass(
+    async (nowMs, limit) => {
+      const due = await ledger.duePacketIds(nowMs, limit);
+      return cluster === undefined ? due : due.filter((packetId) => cluster.decidesHere(packetId));
+    },
+    engine,
+    clock,
+  );
   const service = new Service({
     limits,
     clock,
@@ -225,11 +251,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     packetIdKey,
     metrics,
     expireDue,
-    placement: singleNode({
-      id: options.node?.id ?? `hongbao-${process.pid}`,
-      url: options.node?.url ?? '',
-      role: options.servesPackets === false ? 'ledger' : options.runConsumer === false ? 'engine' : 'all',
-    }),
+    placement: cluster?.placement ?? singleNode({ id: self.nodeId, url: self.url, role }),
     checkDependencies: async () => {
       if (redis !== undefined && redis.status !== 'ready') throw new Error(`redis is ${redis.status}`);
     },
@@ -237,11 +259,11 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
 
   const jobs: PeriodicJob[] = [];
   const onJobError = (error: unknown) => logger.warn({ err: error }, 'job pass failed; retrying next tick');
-  // One engine process per log until the cluster lands (docs/decisions.md, Services mode): on a
-  // Postgres server, a process that serves packets first takes the log's engine lock. Embedded
+  // The table log on a Postgres server has no slots: one engine process serves it, the holder
+  // of the log's engine lock (docs/decisions.md). On Kafka the slots' fence replaces it. Embedded
   // PGlite needs none: its folder lock already allows one process.
   const engineLock =
-    options.servesPackets !== false && database.kind === 'postgres'
+    options.servesPackets !== false && database.kind === 'postgres' && cluster === undefined
       ? new EngineLock(
           options.databaseUrl!,
           engineLockName(options.kafka === undefined ? { kind: 'table' } : { kind: 'kafka', topic: options.kafka.topic }),
@@ -281,12 +303,15 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     log,
     committer,
     engine,
+    cluster,
     consumer,
     ledger,
     cacheName: redis ? `redis (${new URL(options.redisUrl!).host})` : 'in-process',
     async recover() {
       if (options.runConsumer !== false) await consumer.start();
       await consumer.waitAppliedAll(await log.heads(), RECOVERY_TIMEOUT_MS);
+      // A member of the engine group from now on (a ledger-only node too, to be listed, with no slots).
+      await cluster?.start();
       if (options.servesPackets === false) {
         // A ledger-only process books the log; answering opens here would put a second engine on it.
         service.notServingReason = 'this process is ROLE=ledger: it books the event log and serves no API requests; send them to an engine process';
@@ -307,6 +332,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
       stopped = true;
       wakeWaiter?.();
       await Promise.all(jobs.map((job) => job.stop()));
+      await cluster?.stop();
       await consumer.stop();
       await log.close();
       await engineLock?.release();

@@ -140,7 +140,8 @@ export class Service implements HongbaoService {
         case 'rejected':
           return { kind: 'insufficient_balance', balanceFen: booking.rejection.balanceFen };
         case 'fresh':
-          this.parts.engine.adopt({ packet: booking.value, claims: [], expired: false });
+          // Its actor starts here only if this node decides it; the owner loads it on first use.
+          if (this.parts.placement.route(booking.value.id).kind === 'here') this.parts.engine.adopt({ packet: booking.value, claims: [], expired: false });
           return { kind: 'sent', view: { packet: booking.value, status: 'live', claimedCount: 0, claimedFen: 0 } };
         case 'replayed':
           // The first answer again: the packet as it was sent, whatever happened to it since.

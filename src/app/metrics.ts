@@ -5,14 +5,17 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Engine } from '../engine/engine.js';
 import type { LedgerConsumer } from '../ledger/ledger-consumer.js';
 import { compareOffsets, type EventLog } from '../log/event-log.js';
-import type { GroupCommitter } from '../log/group-commit.js';
+import type { Committer } from '../log/group-commit.js';
+import type { SlotWriters } from '../log/slot-writers.js';
 
 /** Buckets for an in-memory decision up to a durable write over the network. */
 const LATENCY_BUCKETS_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export interface MetricSources {
   readonly engine: Engine;
-  readonly committer: GroupCommitter;
+  readonly committer: Committer;
+  /** In a cluster: this node's slot writers. */
+  readonly slots?: SlotWriters | undefined;
   readonly consumer: LedgerConsumer;
   readonly log: EventLog;
   /** Redis commands that failed (the request went on without the cache). */
@@ -94,6 +97,20 @@ export function createServiceMetrics(sources: MetricSources) {
   );
   countedBy(registry, 'hongbao_ledger_conflicts_total', 'Conflicting duplicates the ledger recorded (see reconciliation)', () => sources.consumer.conflicts);
   countedBy(registry, 'hongbao_cache_failures_total', 'Redis commands that failed; the request was answered without the cache', () => sources.cacheFailures.count);
+  const slots = sources.slots;
+  if (slots !== undefined) {
+    countedBy(registry, 'hongbao_slot_fenced_appends_total', 'Appends the broker refused because another node took the slot (none of them was acknowledged)', () => slots.stats.fencedAppends);
+    countedBy(registry, 'hongbao_slot_failed_appends_total', 'Appends that failed otherwise (outcome unknown; the slot was taken over afresh)', () => slots.stats.failedAppends);
+    countedBy(registry, 'hongbao_slot_takeovers_total', 'Slots this node took over (fence, then catch-up)', () => slots.stats.takeovers);
+    new Gauge({
+      name: 'hongbao_slots_owned',
+      help: 'Slots (log partitions) this node owns now',
+      registers: [registry],
+      collect() {
+        this.set(slots.owned().length);
+      },
+    });
+  }
   return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds };
 }
 

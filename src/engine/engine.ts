@@ -158,6 +158,21 @@ export class Engine {
     this.slots.set(stored.packet.id, { actor: this.build(stored), activation: undefined });
   }
 
+  /**
+   * Drops every actor (and forgets every activation) whose packet matches, now: their memory may
+   * be behind another node's decisions. Writes they have in flight still settle; their packets
+   * come back from storage on the next request. Returns how many actors went.
+   */
+  dropWhere(matches: (packetId: string) => boolean): number {
+    let dropped = 0;
+    for (const [packetId, slot] of this.slots) {
+      if (!matches(packetId)) continue;
+      this.slots.delete(packetId);
+      if (slot.actor !== undefined) dropped += 1;
+    }
+    return dropped;
+  }
+
   /** Drops actors with nothing in flight that were not used for idleMs. Returns how many. */
   evictIdle(idleMs: number): number {
     const nowMs = this.options.clock.now();

@@ -21,6 +21,15 @@ export interface CommitStats {
   events: number;
 }
 
+/** Where the group-committed events go: an event log, or one slot of it. */
+export type AppendTarget = Pick<EventLog, 'name' | 'append'>;
+
+/** What the engine commits through, and what the metrics read. */
+export interface Committer {
+  submit(event: PacketEvent, onFailure?: () => void): Promise<void>;
+  readonly stats: Readonly<CommitStats>;
+}
+
 function newBatch(): Batch {
   let resolve: () => void = () => {};
   let reject: (error: unknown) => void = () => {};
@@ -33,7 +42,7 @@ function newBatch(): Batch {
   return { events: [], onFailure: [], done, resolve, reject };
 }
 
-export class GroupCommitter {
+export class GroupCommitter implements Committer {
   /** Batches waiting to be appended, in order; only the last one still takes events. */
   private queue: Batch[] = [];
   private flushing = false;
@@ -41,7 +50,7 @@ export class GroupCommitter {
   readonly stats: CommitStats = { appends: 0, events: 0 };
 
   constructor(
-    private readonly log: EventLog,
+    private readonly log: AppendTarget,
     private readonly batchEventsMax = BATCH_EVENTS_MAX,
   ) {}
 

@@ -4,34 +4,34 @@
 // kafkajs cannot read without one: it never commits offsets to Kafka. The ledger stores
 // its positions in Postgres, hands them to subscribe(), and this log seeks to them every
 // time the group assigns partitions.
-import net from 'node:net';
-import tls from 'node:tls';
 import {
   CompressionTypes,
   Kafka,
   PartitionAssigners,
   Partitioners,
-  logLevel,
   type Admin,
   type Consumer,
   type EachBatchPayload,
-  type ISocketFactory,
-  type KafkaConfig,
-  type LogEntry,
   type PartitionMetadata,
-  type Producer,
-  type RetryOptions,
 } from 'kafkajs';
 import { pino } from 'pino';
 import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
+import {
+  ACK_TIMEOUT_MS,
+  ACKS_ALL,
+  APPEND_DEADLINE_MS,
+  clientConfig,
+  METADATA_MAX_AGE_MS,
+  ProducerSession,
+  RETRY,
+  type KafkaLogLogger,
+} from './kafka-client.js';
 import type { PacketEvent } from './events.js';
 import { scanKafka } from './kafka-scan.js';
 
-/** The little this log needs from a logger; a pino Logger fits. */
-export interface KafkaLogLogger {
-  error(details: object, message: string): void;
-  warn(details: object, message: string): void;
-}
+export { APPEND_DEADLINE_MS } from './kafka-client.js';
+
+export type { KafkaLogLogger } from './kafka-client.js';
 
 export interface KafkaLogOptions {
   readonly brokers: readonly string[];
@@ -44,26 +44,6 @@ export interface KafkaLogOptions {
   readonly replicationFactor?: number;
   readonly logger?: KafkaLogLogger;
 }
-
-// ---- client: every timeout bounded so that a dead broker fails an append in ~10 s, not minutes
-/** TCP connect to a broker. */
-const CONNECTION_TIMEOUT_MS = 3_000;
-/** A request without a response for this long fails (fetches get their long-poll time on top). */
-const REQUEST_TIMEOUT_MS = 5_000;
-/** Retries of metadata, connect, admin and produce requests: 100, 200, 400, 800, 1000 ms (±20 %). */
-const RETRY: RetryOptions = { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000, factor: 0.2, multiplier: 2 };
-/** TCP keep-alive probe delay on broker connections (what kafkajs's own socket factory uses). */
-const KEEP_ALIVE_MS = 60_000;
-/** Cached topic metadata is refreshed at least this often. */
-const METADATA_MAX_AGE_MS = 30_000;
-
-// ---- producer
-/** How long the broker may wait for the in-sync replicas before it answers a produce (acks=all). */
-const ACK_TIMEOUT_MS = 5_000;
-/** Hard cap of one append, connect and retries included: the caller hears "unavailable" by then. */
-export const APPEND_DEADLINE_MS = 9_000;
-/** acks=all: the leader answers once every in-sync replica has the records. */
-const ACKS_ALL = -1;
 
 // ---- topic
 const DEFAULT_REPLICATION_FACTOR = 1;
@@ -86,29 +66,6 @@ const MAX_BYTES_PER_PARTITION = 1024 * 1024;
 const HANDLER_RETRY_DELAY_MS = 200;
 /** Pause before a consumer that kafkajs gave up on is started afresh. */
 const CONSUMER_RESTART_DELAY_MS = 1_000;
-
-/** Expected at startup by design (bounded retries: an append must fail fast); not worth a warning. */
-const EXPECTED_WARNINGS = ['Limiting retries for the idempotent producer'];
-/**
- * Broker answers kafkajs logs as errors although they are routine: every heartbeat during a
- * rebalance answers REBALANCE_IN_PROGRESS (kafkajs then warns once that it re-joins).
- */
-const ROUTINE_ERROR_ANSWERS = ['The group is rebalancing, so a rejoin is needed'];
-
-function kafkaLogCreator(logger: KafkaLogLogger, muted: () => boolean = () => false) {
-  return () =>
-    ({ namespace, level, log }: LogEntry) => {
-      if (muted()) return;
-      const { message, timestamp: _timestamp, logger: _logger, ...details } = log;
-      if (level === logLevel.ERROR) {
-        const answer = (details as { error?: unknown }).error;
-        if (typeof answer === 'string' && ROUTINE_ERROR_ANSWERS.includes(answer)) return;
-        logger.error({ kafka: namespace, ...details }, message);
-      } else if (level === logLevel.WARN && !EXPECTED_WARNINGS.some((expected) => message.startsWith(expected))) {
-        logger.warn({ kafka: namespace, ...details }, message);
-      }
-    };
-}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -137,79 +94,6 @@ async function waitForLeaders(admin: Admin, topic: string): Promise<number> {
     if (Date.now() >= deadline) throw new Error(`kafka topic ${topic} has no leader for every partition after ${CREATE_TOPIC_TIMEOUT_MS} ms`);
     await sleep(TOPIC_POLL_MS);
   }
-}
-
-function clientConfig(options: KafkaLogOptions, logger: KafkaLogLogger): KafkaConfig {
-  return {
-    clientId: options.clientId,
-    brokers: [...options.brokers],
-    ssl: false,
-    connectionTimeout: CONNECTION_TIMEOUT_MS,
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    enforceRequestTimeout: true,
-    retry: RETRY,
-    logLevel: logLevel.WARN,
-    logCreator: kafkaLogCreator(logger),
-  };
-}
-
-/**
- * One idempotent producer on connections of its own. discard() cuts them and refuses new ones,
- * so a request that kafkajs is still retrying can never reach Kafka after its append failed.
- */
-class ProducerSession {
-  readonly producer: Producer;
-  private readonly sockets = new Set<net.Socket>();
-  private cut = false;
-  private connected: Promise<void> | undefined;
-
-  constructor(options: KafkaLogOptions, logger: KafkaLogLogger) {
-    const kafka = new Kafka({
-      ...clientConfig(options, logger),
-      socketFactory: this.socketFactory,
-      // After discard(), the connection errors are ours: not worth logging.
-      logCreator: kafkaLogCreator(logger, () => this.cut),
-    });
-    this.producer = kafka.producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      retry: RETRY,
-      metadataMaxAge: METADATA_MAX_AGE_MS,
-    });
-  }
-
-  /** Connects once; every caller shares the same attempt. */
-  connect(): Promise<void> {
-    this.connected ??= this.producer.connect();
-    return this.connected;
-  }
-
-  /** Cuts every connection now; the producer never connects again. */
-  discard(): void {
-    if (this.cut) return;
-    this.cut = true;
-    for (const socket of this.sockets) socket.destroy(new Error('kafka producer discarded'));
-    void this.producer.disconnect().catch(() => {});
-  }
-
-  async close(): Promise<void> {
-    this.cut = true;
-    await this.producer.disconnect();
-  }
-
-  // kafkajs's own factory, plus the sockets kept for discard() and no new ones after it.
-  private readonly socketFactory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
-    if (this.cut) throw new Error('kafka producer discarded');
-    const socket = ssl
-      ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...ssl }, onConnect)
-      : net.connect({ host, port }, onConnect);
-    socket.setKeepAlive(true, KEEP_ALIVE_MS);
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    return socket;
-  };
 }
 
 export class KafkaLog implements EventLog {
@@ -289,6 +173,14 @@ export class KafkaLog implements EventLog {
       await admin.disconnect().catch(() => {});
       throw error;
     }
+  }
+
+  get topic(): string {
+    return this.options.topic;
+  }
+
+  get brokers(): readonly string[] {
+    return this.options.brokers;
   }
 
   /** The partition every event of this packet goes to. */

@@ -608,11 +608,6 @@ describe('a failed append', () => {
           await log.append(events);
           if (acknowledgementLost) throw new Error('timeout after the write');
         },
-        subscribe: (from, handler) => log.subscribe(from, handler),
-        headFor: () => log.headFor(),
-        heads: () => log.heads(),
-        scan: (until, visit) => log.scan(until, visit),
-        close: () => log.close(),
       });
       const engine = new Engine({
         limits: LIMITS,
