@@ -6,7 +6,7 @@
 // paid twice, every packet drains to exactly its total, the books balance to the fen.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { issueToken } from '../../src/http/auth.js';
 import { freePort } from './process.js';
@@ -320,6 +320,8 @@ export interface TestCluster {
   readonly nodes: NodeHandle[];
   /** Starts one more node of this cluster (e.g. a second process with an existing NODE_ID). */
   addNode(options: { nodeId: string; role?: Role; port?: number; wait?: boolean }): Promise<NodeHandle>;
+  /** The engine nodes whose process runs, paused or not: what a plain load balancer sends to. */
+  engineUrls(): string[];
   /** The engine nodes whose process runs and is not paused. */
   liveEngineUrls(): string[];
   /** Everything every node printed, for a failed test. */
@@ -419,6 +421,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     ledgers,
     nodes,
     addNode,
+    engineUrls: () => engines.filter((node) => node.alive).map((node) => node.url),
     liveEngineUrls: () => engines.filter((node) => node.alive && !node.paused).map((node) => node.url),
     output: () => nodes.map((node) => node.output().slice(-20_000)).join('\n'),
     async stop() {
@@ -518,8 +521,8 @@ export interface AcknowledgedClaim {
   readonly seq: number;
   /** The node the request was sent to (it may have passed it to the owner). */
   readonly via: string;
-  /** The node that decided, when the answer names it (x-hongbao-node), else undefined. */
-  readonly decidedBy: string | undefined;
+  /** When the request that got this answer was sent, and when the answer arrived (this machine's clock, as the nodes' logs). */
+  readonly sentAtMs: number;
   readonly atMs: number;
 }
 
@@ -551,6 +554,8 @@ export interface LoadOptions {
   readonly durationMs?: number;
   /** How long one user keeps retrying one open (busy, 503, no answer) before it is counted unexpected. */
   readonly openDeadlineMs?: number;
+  /** New opens started per second, at most, over all users: the load lasts through a disruption. */
+  readonly opensPerSecond?: number;
 }
 
 export interface Load {
@@ -574,7 +579,7 @@ export async function openUntilAnswered(
   userId: string,
   deadlineMs: number,
   onAttempt: (url: string, reply: Reply | undefined) => void = () => {},
-): Promise<{ reply: Reply; via: string } | { reply: undefined; last: string }> {
+): Promise<{ reply: Reply; via: string; sentAtMs: number } | { reply: undefined; last: string }> {
   let last = 'not tried';
   while (Date.now() < deadlineMs) {
     const live = urls();
@@ -584,6 +589,7 @@ export async function openUntilAnswered(
       continue;
     }
     const url = live[cursor.next++ % live.length]!;
+    const sentAtMs = Date.now();
     let reply: Reply;
     try {
       reply = await call(url, 'POST', `/v1/packets/${packetId}/open`, userId);
@@ -594,7 +600,7 @@ export async function openUntilAnswered(
       continue;
     }
     onAttempt(url, reply);
-    if (reply.status === 200 && FINAL_STATES.has(reply.body.state)) return { reply, via: url };
+    if (reply.status === 200 && FINAL_STATES.has(reply.body.state)) return { reply, via: url, sentAtMs };
     if (reply.status === 200 && reply.body.state === 'busy') {
       last = `${url}: busy`;
       await sleep(retryPauseMs(reply));
@@ -605,7 +611,7 @@ export async function openUntilAnswered(
       await sleep(retryPauseMs(reply));
       continue;
     }
-    return { reply, via: url };
+    return { reply, via: url, sentAtMs };
   }
   return { reply: undefined, last };
 }
@@ -623,6 +629,8 @@ export function startLoad(options: LoadOptions): Load {
   const unexpected: string[] = [];
   const soldOut = new Set<string>();
   const cursor = { next: 0 };
+  const pacingMs = options.opensPerSecond === undefined ? 0 : 1000 / options.opensPerSecond;
+  let nextStartMs = startedAtMs;
   let retried = 0;
   let started = 0;
   let stopping = false;
@@ -635,6 +643,13 @@ export function startLoad(options: LoadOptions): Load {
       if (open.length === 0) return;
       const packet = open[(workerIndex + round) % open.length]!;
       const userId = `${options.runId}-w${workerIndex}-${round}`;
+      if (pacingMs > 0) {
+        const waitMs = nextStartMs - Date.now();
+        nextStartMs = Math.max(nextStartMs, Date.now()) + pacingMs;
+        if (waitMs > 0) await sleep(waitMs);
+        if (stopping || Date.now() >= stopAtMs) return;
+      }
+      if (started >= opensMax) return;
       started += 1;
       const result = await openUntilAnswered(options.urls, cursor, packet.id, userId, Date.now() + openDeadlineMs, (url, reply) => {
         const node = tally(url);
@@ -663,7 +678,7 @@ export function startLoad(options: LoadOptions): Load {
           amountFen: fenOf(reply.body.amount),
           seq: reply.body.seq,
           via,
-          decidedBy: reply.headers.get('x-hongbao-node') ?? undefined,
+          sentAtMs: result.sentAtMs,
           atMs: Date.now(),
         };
         if (state === 'claimed') {
@@ -755,7 +770,7 @@ export async function checkCluster(input: CheckInput): Promise<CheckReport> {
           problems.push(`drain ${packet.id} as ${userId}: ${reply.body.state}`);
           return;
         }
-        drainedClaims.push({ packetId: packet.id, userId, amountFen: fenOf(reply.body.amount), seq: reply.body.seq, via, decidedBy: undefined, atMs: Date.now() });
+        drainedClaims.push({ packetId: packet.id, userId, amountFen: fenOf(reply.body.amount), seq: reply.body.seq, via, sentAtMs: result.sentAtMs, atMs: Date.now() });
       }
       problems.push(`drain ${packet.id}: not sold out after ${packet.count + 1} new users`);
     }),
@@ -852,4 +867,124 @@ export async function checkCluster(input: CheckInput): Promise<CheckReport> {
   if (reconcile.status !== 200) problems.push(`reconcile: ${reconcile.status} ${JSON.stringify(reconcile.body)}`);
   else if (reconcile.body.discrepancies.length > 0) problems.push(`reconcile: ${JSON.stringify(reconcile.body.discrepancies).slice(0, 2_000)}`);
   return { drained: drainedClaims.length, claims: told.length, problems };
+}
+
+// ---------------------------------------------------------------- slot ownership, from the nodes' own logs
+
+/** A packet's slot: the partition kafkajs' default partitioner picks for its id as the key (as the product does). */
+export function slotOfPacket(packetId: string, partitions: number): number {
+  const partitioner = Partitioners.DefaultPartitioner();
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 0, replicas: [0], isr: [0] }));
+  return partitioner({ topic: 'slots', partitionMetadata, message: { key: packetId, value: null } });
+}
+
+/** One process of a node, by its URL and pid (a restart, or a second process with the same NODE_ID, is another). */
+export interface ProcessRef {
+  readonly node: NodeHandle;
+  readonly incarnation: Incarnation;
+  readonly label: string;
+}
+
+export interface OwnershipChange {
+  readonly process: ProcessRef;
+  readonly slot: number;
+  readonly kind: 'taken' | 'lost';
+  readonly atMs: number;
+  /** For a loss: the node's reason (unassigned, fenced, append_failed), or `exited` when the process died. */
+  readonly reason?: string;
+}
+
+export function processesOf(nodes: readonly NodeHandle[]): ProcessRef[] {
+  return nodes.flatMap((node) => node.incarnations().map((incarnation) => ({ node, incarnation, label: `${node.nodeId} pid ${incarnation.pid} (${node.url})` })));
+}
+
+/**
+ * What a process logged about its slots: `slot taken: N` once it fenced the earlier writer and
+ * caught up, `slot lost: N (reason)` when it dropped the slot's actors (src/app/cluster.ts). A
+ * process that exited lost whatever it held then.
+ */
+export function ownershipChanges(process: ProcessRef): OwnershipChange[] {
+  const changes: OwnershipChange[] = [];
+  const held = new Set<number>();
+  for (const line of logLinesOf(process.incarnation.output)) {
+    if (typeof line.slot !== 'number' || typeof line.msg !== 'string' || typeof line.time !== 'number') continue;
+    if (line.msg.startsWith('slot taken:')) {
+      changes.push({ process, slot: line.slot, kind: 'taken', atMs: line.time });
+      held.add(line.slot);
+    } else if (line.msg.startsWith('slot lost:')) {
+      changes.push({ process, slot: line.slot, kind: 'lost', atMs: line.time, reason: String(line.reason) });
+      held.delete(line.slot);
+    }
+  }
+  const exit = process.incarnation.exit;
+  if (exit !== undefined) for (const slot of held) changes.push({ process, slot, kind: 'lost', atMs: exit.atMs, reason: 'exited' });
+  return changes;
+}
+
+/** The slots a process held at a moment, by its own log. */
+export function slotsHeldAt(process: ProcessRef, atMs: number): number[] {
+  const held = new Set<number>();
+  for (const change of ownershipChanges(process)) {
+    if (change.atMs > atMs) break;
+    if (change.kind === 'taken') held.add(change.slot);
+    else held.delete(change.slot);
+  }
+  return [...held].sort((left, right) => left - right);
+}
+
+export interface OwnershipReport {
+  /** Claims a process decided itself: by its own log it held the packet's slot for the whole request. */
+  readonly decidedBy: Map<ProcessRef, AcknowledgedClaim[]>;
+  /** Claims answered by a node that did not hold the slot throughout (forwarded, or across a change): not attributed. */
+  readonly unattributed: number;
+  /**
+   * Claims a process decided although another process had taken the slot after it (fenced the
+   * broker's writer, logged `slot taken`) before the request was even sent: an acknowledged
+   * open from a node that had lost the slot. Must be empty.
+   */
+  readonly problems: readonly string[];
+}
+
+/**
+ * The single-writer check from the outside. For each `claimed` answer: which process answered
+ * (the node the request went to, the process of it that ran then); if by that process's own log
+ * it held the slot from before the request was sent until the answer came, it decided the claim
+ * itself; and then no other process may have logged `slot taken` for that slot between this
+ * process's own take and the request. A take is logged only after the new writer's fence, so a
+ * claim decided after it would have been appended by a writer the broker refuses.
+ */
+export function checkOwnership(nodes: readonly NodeHandle[], claims: readonly AcknowledgedClaim[], partitions: number): OwnershipReport {
+  const processes = processesOf(nodes);
+  const changesOf = new Map(processes.map((process) => [process, ownershipChanges(process)]));
+  const takes = [...changesOf.values()].flat().filter((change) => change.kind === 'taken');
+  const decidedBy = new Map<ProcessRef, AcknowledgedClaim[]>();
+  const problems: string[] = [];
+  let unattributed = 0;
+  for (const claim of claims) {
+    const process = processes.find(
+      (candidate) =>
+        candidate.node.url === claim.via &&
+        candidate.incarnation.startedAtMs <= claim.sentAtMs &&
+        (candidate.incarnation.exit === undefined || candidate.incarnation.exit.atMs >= claim.atMs),
+    );
+    const slot = slotOfPacket(claim.packetId, partitions);
+    const changes = process === undefined ? [] : changesOf.get(process)!.filter((change) => change.slot === slot);
+    const before = changes.filter((change) => change.atMs <= claim.sentAtMs).at(-1);
+    const during = changes.some((change) => change.atMs > claim.sentAtMs && change.atMs <= claim.atMs);
+    if (process === undefined || before?.kind !== 'taken' || during) {
+      unattributed += 1;
+      continue;
+    }
+    const list = decidedBy.get(process) ?? [];
+    list.push(claim);
+    decidedBy.set(process, list);
+    const newer = takes.find((take) => take.slot === slot && take.process !== process && take.atMs > before.atMs && take.atMs < claim.sentAtMs);
+    if (newer !== undefined) {
+      problems.push(
+        `${process.label} answered claimed (seq ${claim.seq} of ${claim.packetId}, slot ${slot}, sent at ${claim.sentAtMs}) ` +
+          `after ${newer.process.label} took slot ${slot} at ${newer.atMs}; its own take was at ${before.atMs}`,
+      );
+    }
+  }
+  return { decidedBy, unattributed, problems };
 }
