@@ -8,6 +8,7 @@ import { limitBody } from './body-limit.js';
 import { ApiError, errorBody, handleError } from './errors.js';
 import { createHttpMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
+import { renderCluster } from './render.js';
 import { packetRoutes } from './routes/packets.js';
 import { recordRoutes } from './routes/records.js';
 import { walletRoutes } from './routes/wallet.js';
@@ -96,6 +97,7 @@ export function createApp(service: HongbaoService, options: AppOptions) {
   v1.route('/', packetRoutes(service));
   v1.route('/', recordRoutes(service));
   v1.post('/admin/reconcile', requireAdmin, async (c) => c.json(await service.reconcile()));
+  v1.get('/admin/cluster', requireAdmin, async (c) => c.json(renderCluster(await service.cluster())));
   v1.all('*', () => {
     throw new ApiError(404, 'not_found', 'no such route');
   });

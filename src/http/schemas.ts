@@ -176,6 +176,26 @@ export const reconcileResponse = z
   })
   .describe('对账: the reconciliation report');
 
+export const clusterResponse = z
+  .object({
+    self: z.string().describe('the id (NODE_ID) of the node that answered'),
+    nodes: z
+      .array(
+        z
+          .object({
+            id: z.string().describe('the node’s id (NODE_ID)'),
+            url: z.string().describe('where the other nodes reach it (ADVERTISE_URL); requests for packets it owns are forwarded there'),
+            role: z.enum(['all', 'engine', 'ledger']).describe('engine: serves HTTP and packets; ledger: books the log into the ledger; all: both (ROLE)'),
+            owns: z
+              .array(z.number().int().nonnegative().describe('a slot (a partition of the event log)'))
+              .describe('the slots whose packets it decides, ascending; empty for a ledger-only node'),
+          })
+          .describe('One node'),
+      )
+      .describe('every node of the cluster, this one included'),
+  })
+  .describe('The nodes of the cluster and the slots each owns');
+
 export const healthResponse = z.object({ ok: z.literal(true).describe('the process runs') }).describe('Liveness');
 export const readyResponse = z.object({ ready: z.literal(true).describe('it can serve') }).describe('Readiness');
 export const metricsResponse = z.string().describe('Prometheus text exposition format');
