@@ -209,14 +209,14 @@ export const openApiResponse = z
 
 const ERROR_DESCRIPTIONS: Record<ErrorCode, string> = {
   invalid_request: 'bad body, query or header; details lists the problems',
-  unauthorized: 'missing, invalid or expired bearer token',
+  unauthorized: 'missing, invalid or expired bearer token, or a Hongbao-Forwarded header that does not verify (only nodes send it)',
   insufficient_balance: 'the balance is less than the packet’s total; nothing changed',
   forbidden: 'an admin route without the admin role, or a result page you may not view',
   not_found: 'no such packet or route',
   idempotency_conflict: 'this Idempotency-Key was used with another body',
   payload_too_large: 'the request body is over the configured limit (BODY_BYTES_MAX)',
   rate_limited: 'too many requests (opens per user); see Retry-After',
-  unavailable: 'recovering, overloaded or a dependency is down; retry shortly (Retry-After)',
+  unavailable: 'recovering, overloaded, a dependency is down, or the node that owns the packet cannot answer now (moving, slow, down); retry shortly (Retry-After)',
   internal: 'a bug; it has been logged (never for bad input)',
 };
 
