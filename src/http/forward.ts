@@ -140,9 +140,18 @@ export function createForwarding(
      * moved while it travelled, and the caller's retry finds the new owner. Not async: the
      * packets this node owns pay no extra await.
      */
-    passOn(c: Context<{ Variables: AuthVariables }>, packetId: string): Promise<Response> | undefined {
+    passOn(
+      c: Context<{ Variables: AuthVariables }>,
+      packetId: string,
+      /** The route's own answer while the packet's slot is being taken over here or elsewhere (nothing was decided). */
+      onHandover?: (retryAfterMs: number) => Response,
+    ): Promise<Response> | undefined {
       const route = service.route(packetId);
       if (route.kind === 'here') return undefined;
+      if (route.kind === 'busy' && onHandover !== undefined) {
+        count('busy');
+        return Promise.resolve(onHandover(route.retryAfterMs));
+      }
       if (c.get('forwardedFrom') !== undefined) {
         count('busy');
         throw retryLater('this node no longer owns this packet', FORWARD_RETRY_AFTER_MS);

@@ -281,14 +281,17 @@ describe('an owner that cannot answer: the busy 503 within the bound, never a ha
     }
   });
 
-  it('a busy route (a handover) → the same 503, with its own Retry-After', async () => {
+  it('a busy route (a handover): an open answers the busy state with its retryAfterMs; grab and the result page the 503 with its Retry-After', async () => {
     routeOfA = () => ({ kind: 'busy', retryAfterMs: 2_500 });
     try {
       const before = await forwards();
-      const reply = await throughImpatientA('POST', '/v1/packets/p_AAAAAAAAAAAAAAAAAAAAAA/open', user('moving'));
-      expectError(reply, 503, 'unavailable');
-      expect(reply.retryAfter).toBe('3');
-      expect((await forwards()).busy).toBe(before.busy! + 1);
+      const opened = await throughImpatientA('POST', '/v1/packets/p_AAAAAAAAAAAAAAAAAAAAAA/open', user('moving'));
+      expect(opened.status).toBe(200);
+      expect(opened.body).toEqual({ state: 'busy', retryAfterMs: 2_500 });
+      const grabbed = await throughImpatientA('POST', '/v1/packets/p_AAAAAAAAAAAAAAAAAAAAAA/grab', user('moving'));
+      expectError(grabbed, 503, 'unavailable');
+      expect(grabbed.retryAfter).toBe('3');
+      expect((await forwards()).busy).toBe(before.busy! + 2);
     } finally {
       routeOfA = toOwner;
     }

@@ -68,7 +68,8 @@ export function packetRoutes(service: HongbaoService, forwarding: Forwarding) {
     })
     .post('/packets/:id/open', async (c) => {
       const packetId = packetIdOf(c.req.param('id'));
-      const owners = forwarding.passOn(c, packetId);
+      // During a handover an open answers the API's busy state, as when the engine sheds load.
+      const owners = forwarding.passOn(c, packetId, (retryAfterMs) => c.json({ state: 'busy', retryAfterMs }));
       if (owners !== undefined) return owners;
       const outcome = await service.open(packetId, c.get('caller').userId);
       switch (outcome.state) {
