@@ -105,7 +105,8 @@ export function renderReport(results: Results): string {
   }
   push(
     '',
-    `Events per append (group commit): table ${number(table?.eventsPerAppend, 1)}, Kafka ${number(kafka?.eventsPerAppend, 1)}.`,
+    `Events per append (group commit): table ${number(table?.eventsPerAppend, 1)}, Kafka ${number(kafka?.eventsPerAppend, 1)}, Kafka with fenced slots ${number(results.durable.find((entry) => entry.log === 'kafka-slots')?.eventsPerAppend, 1)} (one transaction per group commit of a slot).`,
+    `The fence's cost: services mode (kafka-slots) acknowledges ${number(results.durable.find((entry) => entry.log === 'kafka-slots')?.saturation.claimsPerSecond)} claims/s at saturation vs ${number(kafka?.saturation.claimsPerSecond)} for one plain idempotent producer, in the same run.`,
     '',
     '## 3. Ledger consumer into the Postgres server',
     '',

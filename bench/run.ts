@@ -47,7 +47,7 @@ const results: Results = {
   quick,
   engine: runScenario('engine', ['bench/scenarios/engine.ts']),
   memory: runScenario('memory', ['bench/scenarios/memory.ts'], ['--expose-gc']),
-  durable: [runScenario('durable (table)', ['bench/scenarios/durable.ts', '--log', 'table']), runScenario('durable (kafka)', ['bench/scenarios/durable.ts', '--log', 'kafka'])],
+  durable: [runScenario('durable (table)', ['bench/scenarios/durable.ts', '--log', 'table']), runScenario('durable (kafka)', ['bench/scenarios/durable.ts', '--log', 'kafka']), runScenario('durable (kafka, fenced slots)', ['bench/scenarios/durable.ts', '--log', 'kafka-slots'])],
   ledger: runScenario('ledger', ['bench/scenarios/ledger.ts']),
   http: [runScenario('http (services)', ['bench/scenarios/http.ts', '--services']), runScenario('http (embedded)', ['bench/scenarios/http.ts'])],
   noisy: runScenario('noisy neighbour', ['bench/scenarios/noisy.ts']),

@@ -1,6 +1,8 @@
 // Scenario 2, durable: opens through the engine until the real event log acknowledged them.
-// `--log table` (embedded: the table log in PGlite on disk) or `--log kafka` (acks=all,
-// idempotent producer). Reports acknowledged claims/s at saturation, and p50/p99/p999
+// `--log table` (embedded: the table log in PGlite on disk), `--log kafka` (acks=all,
+// idempotent producer, one producer for every partition) or `--log kafka-slots` (what services
+// mode runs: one fenced transactional producer per owned slot, one transaction per group
+// commit of a slot; the cost of the fence is the gap between the two Kafka runs). Reports acknowledged claims/s at saturation, and p50/p99/p999
 // acknowledgement latency at fixed offered loads (open loop: opens are issued on a timer
 // whether or not earlier ones have finished, so queueing shows up in the latency).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,14 +16,18 @@ import { packetSeed } from '../../src/domain/random.js';
 import { Engine } from '../../src/engine/engine.js';
 import { openDatabase } from '../../src/ledger/database.js';
 import type { EventLog } from '../../src/log/event-log.js';
-import { GroupCommitter } from '../../src/log/group-commit.js';
+import { GroupCommitter, type Committer } from '../../src/log/group-commit.js';
+import type { KafkaLog } from '../../src/log/kafka-log.js';
+import { kafkaSlotProducers } from '../../src/log/kafka-slot-producer.js';
+import { SlotCommitters } from '../../src/log/slot-committers.js';
+import { SlotWriters } from '../../src/log/slot-writers.js';
 import { TableLog } from '../../src/log/table-log.js';
 import { emit, percentile, quick } from '../support.js';
 
 const logKind = process.argv.includes('--log') ? process.argv[process.argv.indexOf('--log') + 1]! : 'table';
 
 async function openLog(): Promise<{ log: EventLog; close: () => Promise<void> }> {
-  if (logKind === 'kafka') {
+  if (logKind === 'kafka' || logKind === 'kafka-slots') {
     const suffix = `${Date.now().toString(36)}-${process.pid}`;
     const log = await openKafkaLog(
       { brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','), topic: `hongbao-bench-${suffix}`, partitions: 8, clientId: 'hongbao-bench' },
@@ -40,8 +46,25 @@ async function openLog(): Promise<{ log: EventLog; close: () => Promise<void> }>
   };
 }
 
-const { log, close } = await openLog();
-const committer = new GroupCommitter(log);
+const { log, close: closeLog } = await openLog();
+
+/** Every slot owned by this process, each through its own fenced producer (a fresh topic: nothing to catch up). */
+async function slotCommitters(kafkaLog: KafkaLog): Promise<{ committer: Committer; close: () => Promise<void> }> {
+  const writers = new SlotWriters(kafkaSlotProducers({ brokers: kafkaLog.brokers, clientId: 'hongbao-bench', topic: kafkaLog.topic, logger: pino({ level: 'error' }) }), {
+    catchUp: async () => {},
+    onLost: () => {},
+  });
+  writers.assign(Array.from({ length: kafkaLog.partitionCount }, (_, slot) => slot));
+  await Promise.all(writers.assignedSlots().map((slot) => writers.ready(slot)));
+  return { committer: new SlotCommitters((packetId) => kafkaLog.partitionOf(packetId), writers, kafkaLog.name), close: () => writers.close() };
+}
+
+const slots = logKind === 'kafka-slots' ? await slotCommitters(log as KafkaLog) : undefined;
+const committer: Committer = slots?.committer ?? new GroupCommitter(log);
+const close = async () => {
+  await slots?.close();
+  await closeLog();
+};
 let nowMs = Date.now();
 const engine = new Engine({
   limits: DEFAULT_LIMITS,

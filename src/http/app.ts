@@ -6,8 +6,10 @@ import type { HongbaoService } from '../app/service.js';
 import { requireAdmin, requireAuth, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
 import { ApiError, errorBody, handleError } from './errors.js';
+import { createForwarding, type ForwardingOptions } from './forward.js';
 import { createHttpMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
+import { renderCluster } from './render.js';
 import { packetRoutes } from './routes/packets.js';
 import { recordRoutes } from './routes/records.js';
 import { walletRoutes } from './routes/wallet.js';
@@ -22,6 +24,8 @@ export interface AppOptions {
   readonly bodyBytesMax: number;
   /** Bearer tokens must expire within this many seconds of being issued (config.tokenTtlMaxSeconds). */
   readonly tokenTtlMaxSeconds: number;
+  /** Bounds of the forwards to other nodes (forward.ts); tests shorten them. */
+  readonly forwarding?: ForwardingOptions;
 }
 
 /** How long a refused (429) request is held before its answer is sent. */
@@ -32,6 +36,7 @@ export const REFUSALS_HELD_MAX = 4096;
 export function createApp(service: HongbaoService, options: AppOptions) {
   let refusalsHeld = 0;
   const metrics = createHttpMetrics(service.metrics);
+  const forwarding = createForwarding(service, { authSecret: options.authSecret, logger: options.logger, metrics, ...options.forwarding });
   const { bodyBytesMax } = options;
   const app = new Hono<{ Variables: AuthVariables }>();
 
@@ -67,6 +72,13 @@ export function createApp(service: HongbaoService, options: AppOptions) {
   v1.use('*', requireAuth(options.authSecret, { tokenTtlMaxSeconds: options.tokenTtlMaxSeconds }));
   // Every authenticated request is admitted per user by the service; here only its refusal becomes a 429.
   v1.use('*', async (c, next) => {
+    // A request another node passed on was admitted there: its tokens are taken once, by the
+    // first node (the open bucket is still taken here, in service.open, where the open is decided).
+    const forwardedFrom = forwarding.forwardedBy(c);
+    if (forwardedFrom !== undefined) {
+      c.set('forwardedFrom', forwardedFrom);
+      return next();
+    }
     const use = c.req.method === 'POST' && OPEN_PATH.test(c.req.path) ? 'open' : 'request';
     const admission = await service.admit(c.get('caller').userId, use);
     if (admission.kind === 'rate_limited') {
@@ -93,9 +105,10 @@ export function createApp(service: HongbaoService, options: AppOptions) {
     }
   });
   v1.route('/', walletRoutes(service));
-  v1.route('/', packetRoutes(service));
+  v1.route('/', packetRoutes(service, forwarding));
   v1.route('/', recordRoutes(service));
   v1.post('/admin/reconcile', requireAdmin, async (c) => c.json(await service.reconcile()));
+  v1.get('/admin/cluster', requireAdmin, async (c) => c.json(renderCluster(await service.cluster())));
   v1.all('*', () => {
     throw new ApiError(404, 'not_found', 'no such route');
   });

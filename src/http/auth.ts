@@ -11,7 +11,11 @@ export interface Caller {
   readonly admin: boolean;
 }
 
-export type AuthVariables = { caller: Caller };
+export type AuthVariables = {
+  caller: Caller;
+  /** The node that passed this request on (a verified Hongbao-Forwarded header); unset when it came from a client. */
+  forwardedFrom?: string;
+};
 
 /** Verified tokens remembered per process: an app sends the same token on every request. */
 export const VERIFIED_TOKENS_MAX = 100_000;

@@ -44,6 +44,13 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * 503 unavailable with Retry-After: the one answer for "not now, retry" — the engine shed the
+ * request, or the packet's owner node cannot answer it (handover, timeout, overload, down).
+ */
+export const retryLater = (message: string, retryAfterMs: number) =>
+  new ApiError(503, 'unavailable', `${message}; retry shortly`, { retryAfterSeconds: Math.ceil(retryAfterMs / 1000) });
+
 export const idempotencyConflict = () => new ApiError(409, 'idempotency_conflict', 'this Idempotency-Key was used with another body');
 
 export function errorBody(code: ErrorCode, message: string, details?: unknown) {

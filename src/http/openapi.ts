@@ -8,6 +8,7 @@ import { MEMBERS_MAX } from '../domain/validation.js';
 import { formatFen } from '../money/money.js';
 import type { ErrorCode } from './errors.js';
 import {
+  clusterResponse,
   depositResponse,
   ERROR_CODE_OF_STATUS,
   errorDescription,
@@ -161,6 +162,16 @@ export function apiOperations(options: OpenApiOptions): Operation[] {
       summary: '对账: run reconciliation now (admin)',
       access: 'admin',
       responses: { '200': { description: 'the report', schema: reconcileResponse }, ...v1Errors() },
+    },
+    {
+      method: 'get',
+      path: '/v1/admin/cluster',
+      summary: 'The nodes of the cluster and the slots each owns (admin)',
+      description:
+        'Each packet belongs to one slot, and each slot to one engine node at a time. Any node accepts any request: ' +
+        'grab, open and the result page of a packet owned by another node are passed to it, and its answer is returned as it is.',
+      access: 'admin',
+      responses: { '200': { description: 'the cluster as this node sees it', schema: clusterResponse }, ...v1Errors() },
     },
     {
       method: 'get',

@@ -1,5 +1,5 @@
 // Domain values → API.md's JSON: yuan strings with two decimals, ISO-8601 UTC times.
-import type { PacketView } from '../app/service.js';
+import type { ClusterView, PacketView } from '../app/service.js';
 import type { ResultPage } from '../domain/result-page.js';
 import { formatFen } from '../money/money.js';
 
@@ -43,6 +43,11 @@ export function renderPage(view: PacketView, page: ResultPage) {
     actions: page.actions,
     ...(page.notice !== undefined ? { notice: page.notice } : {}),
   };
+}
+
+/** API.md's cluster view, field by field: nothing the service adds later leaks out unreviewed. */
+export function renderCluster(view: ClusterView) {
+  return { self: view.self, nodes: view.nodes.map((node) => ({ id: node.id, url: node.url, role: node.role, owns: [...node.owns] })) };
 }
 
 export { iso };

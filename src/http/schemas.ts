@@ -176,6 +176,26 @@ export const reconcileResponse = z
   })
   .describe('对账: the reconciliation report');
 
+export const clusterResponse = z
+  .object({
+    self: z.string().describe('the id (NODE_ID) of the node that answered'),
+    nodes: z
+      .array(
+        z
+          .object({
+            id: z.string().describe('the node’s id (NODE_ID)'),
+            url: z.string().describe('where the other nodes reach it (ADVERTISE_URL); requests for packets it owns are forwarded there'),
+            role: z.enum(['all', 'engine', 'ledger']).describe('engine: serves HTTP and packets; ledger: books the log into the ledger; all: both (ROLE)'),
+            owns: z
+              .array(z.number().int().nonnegative().describe('a slot (a partition of the event log)'))
+              .describe('the slots whose packets it decides, ascending; empty for a ledger-only node'),
+          })
+          .describe('One node'),
+      )
+      .describe('every node of the cluster, this one included'),
+  })
+  .describe('The nodes of the cluster and the slots each owns');
+
 export const healthResponse = z.object({ ok: z.literal(true).describe('the process runs') }).describe('Liveness');
 export const readyResponse = z.object({ ready: z.literal(true).describe('it can serve') }).describe('Readiness');
 export const metricsResponse = z.string().describe('Prometheus text exposition format');
@@ -189,14 +209,14 @@ export const openApiResponse = z
 
 const ERROR_DESCRIPTIONS: Record<ErrorCode, string> = {
   invalid_request: 'bad body, query or header; details lists the problems',
-  unauthorized: 'missing, invalid or expired bearer token',
+  unauthorized: 'missing, invalid or expired bearer token, or a Hongbao-Forwarded header that does not verify (only nodes send it)',
   insufficient_balance: 'the balance is less than the packet’s total; nothing changed',
   forbidden: 'an admin route without the admin role, or a result page you may not view',
   not_found: 'no such packet or route',
   idempotency_conflict: 'this Idempotency-Key was used with another body',
   payload_too_large: 'the request body is over the configured limit (BODY_BYTES_MAX)',
   rate_limited: 'too many requests (opens per user); see Retry-After',
-  unavailable: 'recovering, overloaded or a dependency is down; retry shortly (Retry-After)',
+  unavailable: 'recovering, overloaded, a dependency is down, or the node that owns the packet cannot answer now (moving, slow, down); retry shortly (Retry-After)',
   internal: 'a bug; it has been logged (never for bad input)',
 };
 

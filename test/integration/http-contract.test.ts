@@ -107,6 +107,8 @@ describe('every response matches its route’s documented schema', () => {
     expect(received.count).toBe(3);
     const report = await checked('POST', '/v1/admin/reconcile', 200, admin);
     expect(report.discrepancies).toEqual([]);
+    const cluster = await checked('GET', '/v1/admin/cluster', 200, admin);
+    expect(cluster.nodes.map((node: { id: string }) => node.id)).toContain(cluster.self);
 
     // Operations.
     await checked('GET', '/healthz', 200);
@@ -122,6 +124,7 @@ describe('every response matches its route’s documented schema', () => {
     await checked('GET', '/v1/wallet', 401);
     await checked('POST', '/v1/packets', 402, { user: 'c-poor', body: { type: 'group_lucky', targetId: 'c-g', count: 2, amount: '1.00' }, headers: key() });
     await checked('POST', '/v1/admin/reconcile', 403, { user: 'c-bob' });
+    await checked('GET', '/v1/admin/cluster', 403, { user: 'c-bob' });
     await checked('GET', `/v1/packets/${personal.id}`, 403, { user: 'c-dave' });
     await checked('POST', '/v1/packets/p_nothing/open', 404, { user: 'c-bob' });
     const reused = key();

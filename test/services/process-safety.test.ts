@@ -23,7 +23,8 @@ afterEach(async (context) => {
   for (const cleanup of cleanups.splice(0)) await cleanup().catch(() => {});
 });
 
-async function servicesEnv() {
+/** A fresh database, and a fresh Kafka topic (or, with `log: 'table'`, the table log on the server). */
+async function servicesEnv({ log = 'kafka' }: { log?: 'kafka' | 'table' } = {}) {
   const server = await freshServerDatabase(process.env.DATABASE_URL!);
   cleanups.push(server.drop);
   return {
@@ -32,7 +33,7 @@ async function servicesEnv() {
       AUTH_SECRET: CRASH_SECRET,
       SEED_SECRET: 'process-safety-seed',
       DATABASE_URL: server.url,
-      KAFKA_BROKERS: process.env.KAFKA_BROKERS!,
+      KAFKA_BROKERS: log === 'kafka' ? process.env.KAFKA_BROKERS! : undefined,
       KAFKA_TOPIC: `hongbao-safety-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6)}`,
       KAFKA_PARTITIONS: '2',
     },
@@ -79,8 +80,8 @@ describe('processes on one Postgres server', () => {
     expect(result.stderr.trim()).toBe(`hongbao: database "${name}" does not exist; create it with: createdb -h ${url.hostname} -p ${url.port || '5432'} -U ${url.username} ${name}`);
   });
 
-  it('of two engine processes on one log only the lock holder serves opens; the standby takes over after a kill -9 and pays only what is left', async () => {
-    const { env } = await servicesEnv();
+  it('of two engine processes on one table log only the lock holder serves opens; the standby takes over after a kill -9 and pays only what is left', async () => {
+    const { env } = await servicesEnv({ log: 'table' });
     // The standby is ROLE=all: its ledger consumer books the log while it waits, so it can
     // rebuild every packet once it takes over.
     const holder = await startServer({ ...env, ROLE: 'engine' }, 120_000);
@@ -91,7 +92,7 @@ describe('processes on one Postgres server', () => {
     // The standby stays unready and names the holder, for as long as the holder lives.
     const waiting = await until(() => readyz(standby.url), (reply) => /standby/.test(reply.body?.error?.message ?? ''), 30_000);
     expect(waiting.status).toBe(503);
-    expect(waiting.body.error.message).toContain(`engine:kafka:${env.KAFKA_TOPIC} is held by "hongbao engine`);
+    expect(waiting.body.error.message).toContain(`engine:table is held by "hongbao engine`);
     expect(waiting.body.error.message).toContain(`pid ${holder.child.pid}"`);
 
     const shares = 5;
@@ -131,8 +132,73 @@ describe('processes on one Postgres server', () => {
     expect(seqs.sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5]);
   }, 240_000);
 
-  it('a holder whose lock connection is cut exits at once with one line', async () => {
+  it('two engine processes on one Kafka log both serve, and no share is ever handed out twice (5 packets × 10 shares, 100 openers over both)', async () => {
+    // The issue's reproduction: before slots, each process built its own actor per packet and
+    // both handed out shares 1..10, so 100 users heard "claimed" for 50 shares.
     const { env, url } = await servicesEnv();
+    const first = await startServer({ ...env, KAFKA_PARTITIONS: '4', NODE_ID: 'first', ROLE: 'all' }, 120_000);
+    running.push(first);
+    const second = await startServer({ ...env, KAFKA_PARTITIONS: '4', NODE_ID: 'second', ROLE: 'all' }, 120_000);
+    running.push(second);
+    const nodes = [first.url, second.url];
+    expect((await call(first.url, 'POST', '/v1/wallet/deposits', 'admin', { userId: 'sender', amount: '100.00' }, { 'idempotency-key': 'd1' })).status).toBe(201);
+    const packetIds: string[] = [];
+    for (let index = 0; index < 5; index += 1) {
+      const sent = await call(nodes[index % 2]!, 'POST', '/v1/packets', 'sender', { type: 'group_lucky', targetId: 'g', count: 10, amount: '10.00' }, { 'idempotency-key': `s${index}` });
+      expect(sent.status).toBe(201);
+      packetIds.push(sent.body.packet.id);
+    }
+    // Every user opens every packet once, alternating nodes, retrying an unavailable/busy answer.
+    const acknowledged: { packetId: string; user: string; seq: number; amount: string }[] = [];
+    const answers = new Map<string, number>();
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, index) => {
+        const user = `o${index}`;
+        for (const [packetIndex, packetId] of packetIds.entries()) {
+          for (let attempt = 0; attempt < 40; attempt += 1) {
+            const reply = await call(nodes[(index + packetIndex + attempt) % 2]!, 'POST', `/v1/packets/${packetId}/open`, user);
+            const state = reply.body.state ?? reply.body.error?.code;
+            answers.set(state, (answers.get(state) ?? 0) + 1);
+            if (state === 'claimed') acknowledged.push({ packetId, user, seq: reply.body.seq, amount: reply.body.amount });
+            if (state !== 'unavailable' && state !== 'busy') break;
+            await sleep(100);
+          }
+        }
+      }),
+    );
+    expect(acknowledged.length, JSON.stringify([...answers])).toBe(50);
+    for (const packetId of packetIds) {
+      const mine = acknowledged.filter((claim) => claim.packetId === packetId);
+      expect(mine.map((claim) => claim.seq).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      const total = mine.reduce((sum, claim) => sum + BigInt(Math.round(Number(claim.amount) * 100)), 0n);
+      expect(total).toBe(1000n);
+    }
+    // Every acknowledged claim is booked with its amount and credited; the books balance.
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    try {
+      const deadline = Date.now() + 30_000;
+      let booked: { packet_id: string; user_id: string; amount_fen: string }[] = [];
+      while (Date.now() < deadline) {
+        booked = (await db.query('select packet_id, user_id, amount_fen::text as amount_fen from claims')).rows;
+        if (booked.length >= 50) break;
+        await sleep(200);
+      }
+      expect(booked.length).toBe(50);
+      for (const claim of acknowledged) {
+        expect(booked).toContainEqual({ packet_id: claim.packetId, user_id: claim.user, amount_fen: String(Math.round(Number(claim.amount) * 100)) });
+      }
+      const { rows } = await db.query("select coalesce(sum(balance_fen), 0)::text as total from accounts where kind = 'wallet' and id <> 'wallet:sender'");
+      expect(rows[0].total).toBe('5000');
+    } finally {
+      await db.end();
+    }
+    const reconciled = await call(first.url, 'POST', '/v1/admin/reconcile', 'admin');
+    expect(reconciled.body.discrepancies).toEqual([]);
+  }, 240_000);
+
+  it('a holder whose lock connection is cut exits at once with one line', async () => {
+    const { env, url } = await servicesEnv({ log: 'table' });
     const holder = await startServer({ ...env, ROLE: 'engine' }, 120_000);
     running.push(holder);
     const admin = new pg.Client({ connectionString: url });

@@ -28,14 +28,15 @@ export interface ServerProcess {
  * until it answers at all (a standby that is not ready on purpose).
  */
 export async function startServer(
-  env: Record<string, string>,
+  /** An undefined value removes the variable from what the child inherits. */
+  env: Record<string, string | undefined>,
   readyTimeoutMs = 60_000,
   { until = 'ready' }: { until?: 'ready' | 'listening' } = {},
 ): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    env: withoutUnset({ ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -68,6 +69,10 @@ export async function startServer(
         child.kill(signal);
       }),
   };
+}
+
+function withoutUnset(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
 
 export interface ExitedProcess {

@@ -5,15 +5,15 @@ import { DEFAULT_GREETING } from '../../domain/limits.js';
 import { formatFen, parseYuan } from '../../money/money.js';
 import type { AuthVariables } from '../auth.js';
 import { requireJson } from '../body-limit.js';
-import { ApiError, idempotencyConflict } from '../errors.js';
+import { ApiError, idempotencyConflict, retryLater } from '../errors.js';
+import type { Forwarding } from '../forward.js';
 import { renderPacket, renderPage } from '../render.js';
 import { idempotencyKey, sendBody, validate } from '../validation.js';
 
 const PACKET_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 const notFound = () => new ApiError(404, 'not_found', 'no such packet');
-const overloaded = (retryAfterMs: number) =>
-  new ApiError(503, 'unavailable', 'the engine is saturated; retry shortly', { retryAfterSeconds: Math.ceil(retryAfterMs / 1000) });
+const overloaded = (retryAfterMs: number) => retryLater('the engine is saturated', retryAfterMs);
 
 function packetIdOf(raw: string): string {
   // An id we could never have issued is simply not found.
@@ -21,7 +21,8 @@ function packetIdOf(raw: string): string {
   return raw;
 }
 
-export function packetRoutes(service: HongbaoService) {
+/** grab, open and the result page are decided by the packet's owner node; `forwarding` passes them there. */
+export function packetRoutes(service: HongbaoService, forwarding: Forwarding) {
   return new Hono<{ Variables: AuthVariables }>()
     .post('/packets', requireJson, validate('json', sendBody), async (c) => {
       const body = c.req.valid('json');
@@ -50,7 +51,10 @@ export function packetRoutes(service: HongbaoService) {
       }
     })
     .post('/packets/:id/grab', async (c) => {
-      const outcome = await service.grab(packetIdOf(c.req.param('id')), c.get('caller').userId);
+      const packetId = packetIdOf(c.req.param('id'));
+      const owners = forwarding.passOn(c, packetId);
+      if (owners !== undefined) return owners;
+      const outcome = await service.grab(packetId, c.get('caller').userId);
       switch (outcome.state) {
         case 'not_found':
           throw notFound();
@@ -63,7 +67,11 @@ export function packetRoutes(service: HongbaoService) {
       }
     })
     .post('/packets/:id/open', async (c) => {
-      const outcome = await service.open(packetIdOf(c.req.param('id')), c.get('caller').userId);
+      const packetId = packetIdOf(c.req.param('id'));
+      // During a handover an open answers the API's busy state, as when the engine sheds load.
+      const owners = forwarding.passOn(c, packetId, (retryAfterMs) => c.json({ state: 'busy', retryAfterMs }));
+      if (owners !== undefined) return owners;
+      const outcome = await service.open(packetId, c.get('caller').userId);
       switch (outcome.state) {
         case 'not_found':
           throw notFound();
@@ -79,7 +87,10 @@ export function packetRoutes(service: HongbaoService) {
       }
     })
     .get('/packets/:id', async (c) => {
-      const outcome = await service.resultPage(packetIdOf(c.req.param('id')), c.get('caller').userId);
+      const packetId = packetIdOf(c.req.param('id'));
+      const owners = forwarding.passOn(c, packetId);
+      if (owners !== undefined) return owners;
+      const outcome = await service.resultPage(packetId, c.get('caller').userId);
       if ('state' in outcome) throw overloaded(outcome.retryAfterMs);
       switch (outcome.kind) {
         case 'not_found':
