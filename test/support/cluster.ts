@@ -5,6 +5,9 @@
 // a checker that reads the real database afterwards: nothing acknowledged is lost, nothing is
 // paid twice, every packet drains to exactly its total, the books balance to the fen.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import pg from 'pg';
@@ -324,8 +327,10 @@ export interface TestCluster {
   engineUrls(): string[];
   /** The engine nodes whose process runs and is not paused. */
   liveEngineUrls(): string[];
-  /** Everything every node printed, for a failed test. */
+  /** Everything every node printed, for a failed test (the tail of each). */
   output(): string;
+  /** Writes every node's whole output to a folder of its own, one file per process; returns the folder. */
+  saveOutput(): string;
   /** Kills every node, drops the database, deletes the topic. */
   stop(): Promise<void>;
 }
@@ -424,6 +429,14 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     engineUrls: () => engines.filter((node) => node.alive).map((node) => node.url),
     liveEngineUrls: () => engines.filter((node) => node.alive && !node.paused).map((node) => node.url),
     output: () => nodes.map((node) => node.output().slice(-20_000)).join('\n'),
+    saveOutput() {
+      const folder = join(tmpdir(), 'hongbao-cluster-tests', runId);
+      mkdirSync(folder, { recursive: true });
+      for (const node of nodes) {
+        for (const life of node.incarnations()) writeFileSync(join(folder, `${node.nodeId}-${life.pid}.log`), life.output);
+      }
+      return folder;
+    },
     async stop() {
       await Promise.all(nodes.map((node) => node.kill('SIGKILL')));
       await services.drop();
