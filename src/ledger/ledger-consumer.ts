@@ -61,11 +61,12 @@ export class LedgerConsumer {
     private readonly options: ConsumerOptions = {},
   ) {}
 
+  /**
+   * Subscribes with the stored positions as they stand whenever the log asks (on Kafka, at each
+   * assignment): another consumer of the group may have moved a partition since this one held it.
+   */
   async start(): Promise<void> {
-    const stored = await this.db.select().from(logPositions).where(eq(logPositions.log, this.log.name));
-    const from = stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
-    for (const position of from) this.advance(position);
-    this.subscription = await this.log.subscribe(from, (batch) => this.handle(batch));
+    this.subscription = await this.log.subscribe(() => this.readStoredPositions(), (batch) => this.handle(batch));
   }
 
   async stop(): Promise<void> {
@@ -93,7 +94,7 @@ export class LedgerConsumer {
         this.waiters.push(waiter);
       });
       if (!this.reached(position)) {
-        await this.refreshFromStorage().catch((error: unknown) => {
+        await this.readStoredPositions().catch((error: unknown) => {
           // The database did not answer: the wait goes on until its deadline, and says why then.
           this.failedPositionReads += 1;
           this.options.onError?.(error);
@@ -102,9 +103,12 @@ export class LedgerConsumer {
     }
   }
 
-  private async refreshFromStorage(): Promise<void> {
+  /** The positions stored with the last batches applied (by any consumer of this log); this consumer learns them too. */
+  private async readStoredPositions(): Promise<LogPosition[]> {
     const stored = await this.db.select().from(logPositions).where(eq(logPositions.log, this.log.name));
-    for (const row of stored) this.advance({ partition: row.partition, nextOffset: row.nextOffset.toString() });
+    const positions = stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
+    for (const position of positions) this.advance(position);
+    return positions;
   }
 
   private advance(position: LogPosition): void {
