@@ -85,7 +85,7 @@ const MAX_BYTES_PER_PARTITION = 1024 * 1024;
 /** Pause before a batch whose handler failed is read again. */
 const HANDLER_RETRY_DELAY_MS = 200;
 /** Tries at storing a position past records without events, HANDLER_RETRY_DELAY_MS apart, before they are read again. */
-const SKIPPED_POSITION_ATTEMPTS = 3;
+export const SKIPPED_POSITION_ATTEMPTS = 3;
 /** Pause before the start positions are read again for an assignment (the database did not answer). */
 const POSITIONS_RETRY_DELAY_MS = 1_000;
 /** Batches (of different partitions) one consumer applies at once: one transaction stream per consumer. */

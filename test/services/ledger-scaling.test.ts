@@ -19,7 +19,7 @@ import { storeSentPacket } from '../../src/ledger/packet-store.js';
 import { reconcile } from '../../src/ledger/reconciliation.js';
 import { deposit } from '../../src/ledger/wallets.js';
 import type { ClaimEvent, ExpireEvent } from '../../src/log/events.js';
-import { KafkaLog } from '../../src/log/kafka-log.js';
+import { KafkaLog, SKIPPED_POSITION_ATTEMPTS, type KafkaLogLogger } from '../../src/log/kafka-log.js';
 import { freshServerDatabase } from '../support/server-database.js';
 
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((broker) => broker.trim()).filter(Boolean);
@@ -65,9 +65,9 @@ async function freshDatabase(): Promise<Database> {
 }
 
 /** A log on a topic of this run, opened the way compose.ts opens it (group `<topic>.ledger`); one Kafka client each. */
-async function openLog(topic: string, partitions: number, clientId: string): Promise<KafkaLog> {
+async function openLog(topic: string, partitions: number, clientId: string, logTo: KafkaLogLogger = logger): Promise<KafkaLog> {
   if (!topics.includes(topic)) topics.push(topic);
-  const log = await KafkaLog.open({ brokers, topic, partitions, clientId, groupId: `${topic}.ledger`, logger });
+  const log = await KafkaLog.open({ brokers, topic, partitions, clientId, groupId: `${topic}.ledger`, logger: logTo });
   cleanups.push(() => log.close());
   return log;
 }
@@ -143,108 +143,25 @@ async function books(database: Database, log: KafkaLog) {
   };
 }
 
-describe('ledger batches running at once', () => {
-  it('take the locks of every account they touch in account order, so batches sharing wallets cannot deadlock', async () => {
-    const database = await freshDatabase();
-    const [claimed, expired] = await sendPackets(database.db, 'lock', 2);
-    await deposit(database.db, 'zed', 1, 'zed-funds');
-    // Another batch (a partition of its own) that credits the same two wallets, in account order:
-    // the refunded sender's first, then zed's. It holds the first while this batch runs.
-    const serverUrl = new URL(baseUrl);
-    serverUrl.pathname = `/${await currentDatabase(database.db)}`;
-    const other = new pg.Client({ connectionString: serverUrl.toString() });
-    const monitor = new pg.Client({ connectionString: serverUrl.toString() });
-    await other.connect();
-    await monitor.connect();
-    try {
-      await other.query('begin');
-      await other.query(`select id from accounts where id = 'wallet:lock-sender' for update`);
-      // This batch: zed claims a share of one packet, the other packet expires and refunds its sender.
-      const expire: ExpireEvent = { kind: 'expire', packetId: expired!, senderId: 'lock-sender', refundFen: SHARES * SHARE_FEN, atMs: nowMs + 1 };
-      const zedClaim: ClaimEvent = { ...claim(claimed!, 1), userId: 'zed' };
-      const batch = database.db.transaction((tx) => applyBatch(tx, [zedClaim], [expire]));
-      const outcome = batch.then(() => 'committed', (error: unknown) => `failed: ${((error as Error).cause as Error | undefined)?.message ?? (error as Error).message}`);
-      // Once it waits for the sender's wallet, the other batch takes zed's.
-      await untilWaitingForLock(monitor);
-      await other.query(`select id from accounts where id = 'wallet:zed' for update`);
-      await other.query('commit');
-      expect(await outcome).toBe('committed');
-      const balances = await rowsOf<{ id: string; balance_fen: string }>(
-        database.db,
-        sql`select id, balance_fen::text from accounts where id in ('wallet:zed', 'wallet:lock-sender', ${`escrow:${expired}`}) order by id`,
-      );
-      expect(balances.map((row) => [row.id, row.balance_fen])).toEqual([
-        [`escrow:${expired}`, '0'],
-        ['wallet:lock-sender', String(SHARES * SHARE_FEN)],
-        ['wallet:zed', String(1 + SHARE_FEN)],
-      ]);
-    } finally {
-      await other.end();
-      await monitor.end();
-    }
-  });
-});
-
-async function currentDatabase(db: Db): Promise<string> {
-  return (await rowsOf<{ name: string }>(db, sql`select current_database() as name`))[0]!.name;
-}
-
-/** Waits until a session of this database waits for a lock. */
-async function untilWaitingForLock(monitor: pg.Client, timeoutMs = 5_000): Promise<void> {
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const { rows } = await monitor.query(`select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
-    if (rows[0].waiting > 0) return;
+  while (!condition()) {
+    if (Date.now() >= deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  throw new Error('no session started waiting for a lock');
 }
 
-describe('transactions on the topic', () => {
-  it('commit markers and aborted transactions move the stored position to the high watermark; aborted claims are never booked', async () => {
-    const topic = newTopic();
-    const database = await freshDatabase();
-    const log = await openLog(topic, 2, 'hongbao-test-markers');
-    const [packet] = await sendPackets(database.db, 'tx', 1);
-    const partition = log.partitionOf(packet!);
-    const producer = kafka.producer({ transactionalId: `${topic}-writer`, idempotent: true, maxInFlightRequests: 1 });
-    await producer.connect();
-    cleanups.push(() => producer.disconnect());
-    const write = async (events: readonly ClaimEvent[], outcome: 'commit' | 'abort') => {
-      const transaction = await producer.transaction();
-      await transaction.send({ topic, acks: -1, messages: events.map((event) => ({ key: event.packetId, value: JSON.stringify(event), partition })) });
-      await (outcome === 'commit' ? transaction.commit() : transaction.abort());
-    };
-    const applied: AppliedBatch[] = [];
-    const consumer = new LedgerConsumer(database.db, log, { onApplied: (batch) => applied.push(batch) });
-    await consumer.start();
-    cleanups.push(() => consumer.stop());
-    try {
-      await write([claim(packet!, 1), claim(packet!, 2)], 'commit');
-      await untilStoredAtHighWatermarks(database.db, topic);
-      // Read alone, an aborted transaction is a fetch with nothing left after filtering: kafkajs
-      // never calls eachBatch for it. The position must still move past it and its marker.
-      await write([claim(packet!, 3), claim(packet!, 4)], 'abort');
-      await untilStoredAtHighWatermarks(database.db, topic);
-      await write([claim(packet!, 5)], 'commit');
-      await write([claim(packet!, 6)], 'abort');
-      const stored = await untilStoredAtHighWatermarks(database.db, topic);
-      expect(stored.get(partition)).toBe((await highWatermarks(topic)).get(partition));
-      // What the engine waits for before it activates a packet returns on this idle partition.
-      await consumer.waitAppliedAll(await log.heads(), 5_000);
-
-      const booked = await rowsOf<{ seq: number }>(database.db, sql`select seq from claims where packet_id = ${packet!} order by seq`);
-      expect(booked.map((row) => row.seq)).toEqual([1, 2, 5]);
-      expect(applied.flatMap((batch) => batch.claims.map((event) => event.seq))).toEqual([1, 2, 5]);
-      const state = await books(database, log);
-      expect(state.discrepancies).toEqual([]);
-      expect(state.wallets + state.escrow).toBe(state.deposited);
-      expect(state.escrow).toBe(BigInt((SHARES - 3) * SHARE_FEN));
-    } finally {
-      await consumer.stop();
-    }
-  });
-});
+/** One transactional producer (as the engine's appends use) writing to one partition; each write is one transaction. */
+async function transactionalWriter(topic: string, partition: number) {
+  const producer = kafka.producer({ transactionalId: `${topic}-writer`, idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  cleanups.push(() => producer.disconnect());
+  return async (events: readonly ClaimEvent[], outcome: 'commit' | 'abort') => {
+    const transaction = await producer.transaction();
+    await transaction.send({ topic, acks: -1, messages: events.map((event) => ({ key: event.packetId, value: JSON.stringify(event), partition })) });
+    await (outcome === 'commit' ? transaction.commit() : transaction.abort());
+  };
+}
 
 /** Waits until the group is stable with exactly these clients, each assigned partitions of the topic; returns who holds what. */
 async function untilGroupShared(groupId: string, topic: string, clientIds: readonly string[], timeoutMs = 30_000): Promise<Map<string, number[]>> {
@@ -290,6 +207,21 @@ function gatedDatabase(db: Db, held: number) {
     },
   });
   return { db: gated, arrived, open: () => open() };
+}
+
+async function currentDatabase(db: Db): Promise<string> {
+  return (await rowsOf<{ name: string }>(db, sql`select current_database() as name`))[0]!.name;
+}
+
+/** Waits until a session of this database waits for a lock. */
+async function untilWaitingForLock(monitor: pg.Client, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { rows } = await monitor.query(`select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+    if (rows[0].waiting > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error('no session started waiting for a lock');
 }
 
 describe('consumers sharing the partitions', () => {
@@ -376,5 +308,118 @@ describe('consumers sharing the partitions', () => {
     expect(stuck.appliedEvents).toBeGreaterThan(0);
     expect(after).toEqual(before);
     expect(stuck.conflicts + rescuer.conflicts).toBe(0);
+  });
+});
+
+describe('transactions on the topic', () => {
+  it('commit markers and aborted transactions move the stored position to the high watermark; aborted claims are never booked', async () => {
+    const topic = newTopic();
+    const database = await freshDatabase();
+    const log = await openLog(topic, 2, 'hongbao-test-markers');
+    const [packet] = await sendPackets(database.db, 'tx', 1);
+    const partition = log.partitionOf(packet!);
+    const write = await transactionalWriter(topic, partition);
+    const applied: AppliedBatch[] = [];
+    const consumer = new LedgerConsumer(database.db, log, { onApplied: (batch) => applied.push(batch) });
+    await consumer.start();
+    cleanups.push(() => consumer.stop());
+    try {
+      await write([claim(packet!, 1), claim(packet!, 2)], 'commit');
+      await untilStoredAtHighWatermarks(database.db, topic);
+      // Read alone, an aborted transaction is a fetch with nothing left after filtering: kafkajs
+      // never calls eachBatch for it. The position must still move past it and its marker.
+      await write([claim(packet!, 3), claim(packet!, 4)], 'abort');
+      await untilStoredAtHighWatermarks(database.db, topic);
+      await write([claim(packet!, 5)], 'commit');
+      await write([claim(packet!, 6)], 'abort');
+      const stored = await untilStoredAtHighWatermarks(database.db, topic);
+      expect(stored.get(partition)).toBe((await highWatermarks(topic)).get(partition));
+      // What the engine waits for before it activates a packet returns on this idle partition.
+      await consumer.waitAppliedAll(await log.heads(), 5_000);
+
+      const booked = await rowsOf<{ seq: number }>(database.db, sql`select seq from claims where packet_id = ${packet!} order by seq`);
+      expect(booked.map((row) => row.seq)).toEqual([1, 2, 5]);
+      expect(applied.flatMap((batch) => batch.claims.map((event) => event.seq))).toEqual([1, 2, 5]);
+      const state = await books(database, log);
+      expect(state.discrepancies).toEqual([]);
+      expect(state.wallets + state.escrow).toBe(state.deposited);
+      expect(state.escrow).toBe(BigInt((SHARES - 3) * SHARE_FEN));
+    } finally {
+      await consumer.stop();
+    }
+  });
+
+  it('a position past records without events is tried a bounded number of times, logged, then read again until it is stored', async () => {
+    const topic = newTopic();
+    const said: { level: 'warn' | 'error'; message: string }[] = [];
+    const capture: KafkaLogLogger = {
+      warn: (_details, message) => void said.push({ level: 'warn', message }),
+      error: (_details, message) => void said.push({ level: 'error', message }),
+    };
+    const log = await openLog(topic, 1, 'hongbao-test-markers-retry', capture);
+    const write = await transactionalWriter(topic, 0);
+    let failures = 0;
+    const reached: bigint[] = [];
+    const subscription = await log.subscribe([], async (batch) => {
+      if (batch.events.length === 0 && failures <= SKIPPED_POSITION_ATTEMPTS) {
+        failures += 1;
+        throw new Error('simulated database outage');
+      }
+      for (const position of batch.positions) reached.push(BigInt(position.nextOffset));
+    });
+    try {
+      await write([claim('retry', 1)], 'commit');
+      await until(() => reached.length === 1);
+      await write([claim('retry', 2)], 'abort');
+      const high = (await highWatermarks(topic)).get(0)!;
+      await until(() => reached.at(-1) === high);
+      expect(failures).toBe(SKIPPED_POSITION_ATTEMPTS + 1);
+      const skipped = said.filter((entry) => entry.message.startsWith('storing the position past records without events failed'));
+      expect(skipped.map((entry) => entry.level)).toEqual([...Array<'warn'>(SKIPPED_POSITION_ATTEMPTS - 1).fill('warn'), 'error', 'warn']);
+    } finally {
+      await subscription.stop();
+    }
+  });
+});
+
+describe('ledger batches running at once', () => {
+  it('take the locks of every account they touch in account order, so batches sharing wallets cannot deadlock', async () => {
+    const database = await freshDatabase();
+    const [claimed, expired] = await sendPackets(database.db, 'lock', 2);
+    await deposit(database.db, 'zed', 1, 'zed-funds');
+    // Another batch (a partition of its own) that credits the same two wallets, in account order:
+    // the refunded sender's first, then zed's. It holds the first while this batch runs.
+    const serverUrl = new URL(baseUrl);
+    serverUrl.pathname = `/${await currentDatabase(database.db)}`;
+    const other = new pg.Client({ connectionString: serverUrl.toString() });
+    const monitor = new pg.Client({ connectionString: serverUrl.toString() });
+    await other.connect();
+    await monitor.connect();
+    try {
+      await other.query('begin');
+      await other.query(`select id from accounts where id = 'wallet:lock-sender' for update`);
+      // This batch: zed claims a share of one packet, the other packet expires and refunds its sender.
+      const expire: ExpireEvent = { kind: 'expire', packetId: expired!, senderId: 'lock-sender', refundFen: SHARES * SHARE_FEN, atMs: nowMs + 1 };
+      const zedClaim: ClaimEvent = { ...claim(claimed!, 1), userId: 'zed' };
+      const batch = database.db.transaction((tx) => applyBatch(tx, [zedClaim], [expire]));
+      const outcome = batch.then(() => 'committed', (error: unknown) => `failed: ${((error as Error).cause as Error | undefined)?.message ?? (error as Error).message}`);
+      // Once it waits for the sender's wallet, the other batch takes zed's.
+      await untilWaitingForLock(monitor);
+      await other.query(`select id from accounts where id = 'wallet:zed' for update`);
+      await other.query('commit');
+      expect(await outcome).toBe('committed');
+      const balances = await rowsOf<{ id: string; balance_fen: string }>(
+        database.db,
+        sql`select id, balance_fen::text from accounts where id in ('wallet:zed', 'wallet:lock-sender', ${`escrow:${expired}`}) order by id`,
+      );
+      expect(balances.map((row) => [row.id, row.balance_fen])).toEqual([
+        [`escrow:${expired}`, '0'],
+        ['wallet:lock-sender', String(SHARES * SHARE_FEN)],
+        ['wallet:zed', String(1 + SHARE_FEN)],
+      ]);
+    } finally {
+      await other.end();
+      await monitor.end();
+    }
   });
 });
