@@ -43,6 +43,8 @@ export interface KafkaLogOptions {
   /** Replication factor when the topic is created. 1 fits the single local broker only. */
   readonly replicationFactor?: number;
   readonly logger?: KafkaLogLogger;
+  /** Batches of different partitions that one subscription hands its handler at once; PARTITIONS_CONSUMED_CONCURRENTLY unless set (the bench measures others). */
+  readonly partitionsConsumedConcurrently?: number;
 }
 
 // ---- client: every timeout bounded so that a dead broker fails an append in ~10 s, not minutes
@@ -88,7 +90,10 @@ const HANDLER_RETRY_DELAY_MS = 200;
 export const SKIPPED_POSITION_ATTEMPTS = 3;
 /** Pause before the start positions are read again for an assignment (the database did not answer). */
 const POSITIONS_RETRY_DELAY_MS = 1_000;
-/** Batches (of different partitions) one consumer applies at once: one transaction stream per consumer. */
+/**
+ * Batches (of different partitions) one consumer applies at once: one transaction stream per
+ * consumer; more streams come from more consumers (bench/RESULTS.md, "Ledger consumers: 1 vs 2").
+ */
 const PARTITIONS_CONSUMED_CONCURRENTLY = 1;
 /** Pause before a consumer that kafkajs gave up on is started afresh. */
 const CONSUMER_RESTART_DELAY_MS = 1_000;
@@ -534,7 +539,7 @@ export class KafkaLog implements EventLog {
         await created.run({
           autoCommit: false,
           eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: PARTITIONS_CONSUMED_CONCURRENTLY,
+          partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? PARTITIONS_CONSUMED_CONCURRENTLY,
           eachBatch,
         });
       } catch (error) {
