@@ -115,6 +115,7 @@ export function renderReport(results: Results): string {
     `| backlog of ${number(ledger.backlog.claims)} claims | ${number(ledger.backlog.claimsPerSecond)} claims/s applied |`,
     `| live feed at ${number(ledger.live.offeredPerSecond)} claims/s | lag p50 ${number(ledger.live.lagEventsP50)} events, p99 ${number(ledger.live.lagEventsP99)} events (≈ ${number(ledger.live.lagMsP99)} ms) |`,
     '',
+    ...(ledger.consumers ? renderLedgerConsumers(ledger.consumers) : []),
     '## 4. HTTP: POST /v1/packets/:id/open against the node:http ceiling',
     '',
     '| server | open req/s | open p99 ms | ceiling req/s | ceiling p99 ms | open ÷ ceiling |',
@@ -159,6 +160,30 @@ export function renderNoisySection(noisy: any): string[] {
       .join(', ');
     lines.push(
       `| flood, ${number(entry.floodConnections)} connections | ${number(entry.others.requests)} | ${number(entry.others.p50Ms)} | ${number(entry.others.p99Ms)} | ${(entry.p99MsByRound ?? []).join(', ')} | ${ratio(entry.p99Ratio)} | ${number(entry.flood.requestsPerSecond)} | ${answers} | ${met(entry.p99Ratio <= 2)} |`,
+    );
+  }
+  lines.push('');
+  return lines;
+}
+
+/** Section 3, continued: one Kafka backlog applied by 1 and by 2 consumer processes of one group (bench/scenarios/ledger.ts, part c). */
+export function renderLedgerConsumers(consumers: any): string[] {
+  const lines = [
+    '### Ledger consumers: 1 vs 2',
+    '',
+    `One backlog of ${number(consumers.claims)} claims on a Kafka topic of ${consumers.partitions} partitions (openers drawn from ${number(consumers.users)} users),`,
+    'applied from the start into a fresh copy of the same database by each case; the clock starts once every consumer holds',
+    `its partitions and stops when the stored positions reach the heads; every run verified. ${consumers.rounds} interleaved rounds, medians.`,
+    'CPU in % of one core over the median run: the Postgres backends of that database, the consumer processes, the whole machine.',
+    '',
+    '| case | claims/s | ÷ 1 consumer | runs (claims/s) | claims per consumer | CPU: postgres / consumers / machine |',
+    '| --- | ---: | ---: | --- | --- | --- |',
+  ];
+  const single = consumers.cases.find((entry: any) => entry.consumers === 1 && entry.concurrency === 1)?.claimsPerSecond ?? Number.NaN;
+  for (const entry of consumers.cases) {
+    const { cpu, shares } = entry.median;
+    lines.push(
+      `| ${entry.label} | ${number(entry.claimsPerSecond)} | ${number(entry.claimsPerSecond / single, 2)}× | ${entry.runs.map((value: number) => number(value)).join(', ')} | ${shares.map((value: number) => number(value)).join(' + ')} | ${cpu.postgres} % / ${cpu.consumers} % / ${cpu.machine} % |`,
     );
   }
   lines.push('');

@@ -16,6 +16,8 @@ import type { ClusterView, PacketRoute } from './service.js';
 
 /** How long a takeover may wait for the ledger to apply the slot to its end. */
 export const TAKEOVER_CATCH_UP_TIMEOUT_MS = 5 * 60_000;
+/** How long a starting node waits for its first slots before it serves (busy for those not yet taken). */
+export const START_SETTLE_MS = 30_000;
 
 const HERE: PacketRoute = Object.freeze({ kind: 'here' });
 /** A handover is under way, or the owner is not known yet: the caller retries shortly. */
@@ -36,6 +38,8 @@ export class ClusterNode {
   readonly committer: SlotCommitters;
   readonly membership: SlotMembership;
   readonly placement: Placement;
+  /** Assignments received from the group since start. */
+  private assignments = 0;
 
   constructor(private readonly options: ClusterNodeOptions) {
     const { log, logger, self } = options;
@@ -64,6 +68,7 @@ export class ClusterNode {
       heldSlots: () => this.slots.assignedSlots(),
       onAssignment: (slots) => {
         if (self.role === 'ledger') return;
+        this.assignments += 1;
         logger.info({ slots }, 'engine group assignment');
         this.slots.assign(slots);
       },
@@ -112,8 +117,21 @@ export class ClusterNode {
     return this.slots.state(this.options.log.partitionOf(packetId)) === 'owned';
   }
 
-  start(): Promise<void> {
-    return this.membership.start();
+  /**
+   * Joins the group, then waits (at most `settleMs`) until the first assignment has come and
+   * every slot of it is taken, so a node that starts serves its own slots at once. Past the
+   * wait it serves anyway: a slot still being taken answers busy until it is.
+   */
+  async start(settleMs = START_SETTLE_MS): Promise<void> {
+    await this.membership.start();
+    if (this.options.self.role === 'ledger') return;
+    const deadline = Date.now() + settleMs;
+    while (Date.now() < deadline) {
+      const assigned = this.slots.assignedSlots();
+      if (this.assignments > 0 && assigned.every((slot) => this.slots.state(slot) === 'owned')) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    this.options.logger.warn({ assigned: this.slots.assignedSlots(), owned: this.slots.owned() }, 'serving before every assigned slot was taken; those answer busy until they are');
   }
 
   /** Leaves the group (the others take the slots at once), then closes the writers. */

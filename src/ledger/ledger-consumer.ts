@@ -61,11 +61,12 @@ export class LedgerConsumer {
     private readonly options: ConsumerOptions = {},
   ) {}
 
+  /**
+   * Subscribes with the stored positions as they stand whenever the log asks (on Kafka, at each
+   * assignment): another consumer of the group may have moved a partition since this one held it.
+   */
   async start(): Promise<void> {
-    const stored = await this.db.select().from(logPositions).where(eq(logPositions.log, this.log.name));
-    const from = stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
-    for (const position of from) this.advance(position);
-    this.subscription = await this.log.subscribe(from, (batch) => this.handle(batch));
+    this.subscription = await this.log.subscribe(() => this.readStoredPositions(), (batch) => this.handle(batch));
   }
 
   async stop(): Promise<void> {
@@ -93,7 +94,7 @@ export class LedgerConsumer {
         this.waiters.push(waiter);
       });
       if (!this.reached(position)) {
-        await this.refreshFromStorage().catch((error: unknown) => {
+        await this.readStoredPositions().catch((error: unknown) => {
           // The database did not answer: the wait goes on until its deadline, and says why then.
           this.failedPositionReads += 1;
           this.options.onError?.(error);
@@ -102,9 +103,12 @@ export class LedgerConsumer {
     }
   }
 
-  private async refreshFromStorage(): Promise<void> {
+  /** The positions stored with the last batches applied (by any consumer of this log); this consumer learns them too. */
+  private async readStoredPositions(): Promise<LogPosition[]> {
     const stored = await this.db.select().from(logPositions).where(eq(logPositions.log, this.log.name));
-    for (const row of stored) this.advance({ partition: row.partition, nextOffset: row.nextOffset.toString() });
+    const positions = stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
+    for (const position of positions) this.advance(position);
+    return positions;
   }
 
   private advance(position: LogPosition): void {
@@ -135,8 +139,7 @@ export class LedgerConsumer {
       // Conflicts are recorded in the batch's own transaction: the consumer moves past a
       // conflicting event (no crash loop) and the record of it cannot be lost.
       recorded = await this.db.transaction(async (tx) => {
-        const conflicts = [...(await applyClaims(tx, claims)), ...(await applyExpiries(tx, expiries))];
-        const fresh = await recordConflicts(tx, conflicts);
+        const fresh = await recordConflicts(tx, await applyBatch(tx, claims, expiries));
         await storePositions(tx, this.log.name, batch.positions);
         return fresh;
       });
@@ -154,6 +157,29 @@ export class LedgerConsumer {
     this.waiters = this.waiters.filter((waiter) => !this.reached(waiter.position));
     for (const waiter of ready) waiter.resolve();
   }
+}
+
+/**
+ * Applies a batch's claims, then its expiries, in the caller's transaction; returns the conflicts met.
+ *
+ * Batches of different partitions run at once (several consumers, each its own transaction
+ * stream) and may share wallets: an opener of one packet is the sender of another. One posting
+ * locks its accounts in account order, but a batch with claims and refunds posts twice, and two
+ * ordered passes are not one order: a batch holding zed's wallet (a claim) that then waits for
+ * the sender's (a refund) deadlocks with a batch that holds the sender's and waits for zed's.
+ * So such a batch first locks every existing account it will touch, in account order. Accounts
+ * created on the way (a first claim's wallet) are inserted in order by the claims' posting, after
+ * that, and no later statement waits for anything but them: the order stays total.
+ */
+export async function applyBatch(tx: Tx, claims: readonly ClaimEvent[], expiries: readonly ExpireEvent[]): Promise<LedgerConflict[]> {
+  const refunds = expiries.filter((event) => event.refundFen > 0);
+  if (claims.length > 0 && refunds.length > 0) {
+    const accounts = new Set<string>();
+    for (const event of claims) accounts.add(escrowAccount(event.packetId)).add(walletAccount(event.userId));
+    for (const event of refunds) accounts.add(escrowAccount(event.packetId)).add(walletAccount(event.senderId));
+    await tx.execute(sql`select id from accounts where id = any(${sql.param([...accounts])}::text[]) order by id for update`);
+  }
+  return [...(await applyClaims(tx, claims)), ...(await applyExpiries(tx, expiries))];
 }
 
 interface StoredClaim {

@@ -9,10 +9,25 @@ export interface LogPosition {
 }
 
 export interface LogBatch {
+  /**
+   * May be empty: records that are not events (Kafka's transaction markers, the records of an
+   * aborted transaction) still take offsets, and the reader must move past them.
+   */
   readonly events: readonly PacketEvent[];
   /** Where the reader stands after this batch, per partition it touched. */
   readonly positions: readonly LogPosition[];
 }
+
+/**
+ * Where a reader starts: fixed positions, or a function that reads them (the ledger's stored
+ * positions) which the log calls each time it starts reading partitions: at start, and on
+ * Kafka every time the group hands this reader partitions (another reader may have moved them
+ * since). Partitions not listed start at 0.
+ */
+export type StartPositions = readonly LogPosition[] | (() => Promise<readonly LogPosition[]>);
+
+export const readStartPositions = async (from: StartPositions): Promise<readonly LogPosition[]> =>
+  typeof from === 'function' ? from() : from;
 
 export interface Subscription {
   stop(): Promise<void>;
@@ -24,11 +39,11 @@ export interface EventLog {
   /** Resolves once every event is durable; the order of one packet's events is kept. */
   append(events: readonly PacketEvent[]): Promise<void>;
   /**
-   * Delivers batches in order from the given positions (partitions not listed start at 0).
-   * The next batch of a partition comes only after the handler's promise resolved;
-   * a rejected handler gets the same events again.
+   * Delivers batches in order from the start positions. The next batch of a partition comes
+   * only after the handler's promise resolved; a rejected handler gets the same events again.
+   * A partition never starts behind what this subscription's handler already accepted.
    */
-  subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription>;
+  subscribe(from: StartPositions, handler: (batch: LogBatch) => Promise<void>): Promise<Subscription>;
   /** The end of the packet's partition now: once the ledger reached it, storage knows every claim of the packet. */
   headFor(packetId: string): Promise<LogPosition>;
   /** The end of every partition now: once the ledger reached them all, it has applied every durable event. */

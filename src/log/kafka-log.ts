@@ -1,9 +1,10 @@
 // The EventLog on Kafka (kafkajs): one topic, key = packetId, so one packet's events stay
-// ordered in one partition. The producer is idempotent with acks=all and one request in
-// flight; there are no Kafka transactions. The consumer belongs to a group only because
+// ordered in one partition. Its own append() is one idempotent producer (acks=all, one request
+// in flight) for tests and benches; the engine appends through the fenced per-slot
+// transactional producers of slot-writers.ts, so readers are read_committed. The consumer belongs to a group only because
 // kafkajs cannot read without one: it never commits offsets to Kafka. The ledger stores
-// its positions in Postgres, hands them to subscribe(), and this log seeks to them every
-// time the group assigns partitions.
+// its positions in Postgres and hands subscribe() a function that reads them; this log reads
+// them again and seeks there every time the group assigns partitions.
 import {
   CompressionTypes,
   Kafka,
@@ -15,7 +16,7 @@ import {
   type PartitionMetadata,
 } from 'kafkajs';
 import { pino } from 'pino';
-import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
+import { readStartPositions, type EventLog, type LogBatch, type LogPosition, type StartPositions, type Subscription } from './event-log.js';
 import {
   ACK_TIMEOUT_MS,
   ACKS_ALL,
@@ -43,6 +44,8 @@ export interface KafkaLogOptions {
   /** Replication factor when the topic is created. 1 fits the single local broker only. */
   readonly replicationFactor?: number;
   readonly logger?: KafkaLogLogger;
+  /** Batches of different partitions that one subscription hands its handler at once; PARTITIONS_CONSUMED_CONCURRENTLY unless set (the bench measures others). */
+  readonly partitionsConsumedConcurrently?: number;
 }
 
 // ---- topic
@@ -64,6 +67,15 @@ const MAX_BYTES = 10 * 1024 * 1024;
 const MAX_BYTES_PER_PARTITION = 1024 * 1024;
 /** Pause before a batch whose handler failed is read again. */
 const HANDLER_RETRY_DELAY_MS = 200;
+/** Tries at storing a position past records without events, HANDLER_RETRY_DELAY_MS apart, before they are read again. */
+export const SKIPPED_POSITION_ATTEMPTS = 3;
+/** Pause before the start positions are read again for an assignment (the database did not answer). */
+const POSITIONS_RETRY_DELAY_MS = 1_000;
+/**
+ * Batches (of different partitions) one consumer applies at once: one transaction stream per
+ * consumer; more streams come from more consumers (bench/RESULTS.md, "Ledger consumers: 1 vs 2").
+ */
+const PARTITIONS_CONSUMED_CONCURRENTLY = 1;
 /** Pause before a consumer that kafkajs gave up on is started afresh. */
 const CONSUMER_RESTART_DELAY_MS = 1_000;
 
@@ -253,13 +265,23 @@ export class KafkaLog implements EventLog {
     }
   }
 
-  async subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
+  async subscribe(from: StartPositions, handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
     if (this.closed) throw new Error('kafka log is closed');
     const topic = this.options.topic;
-    /** Next offset to deliver per partition: the given positions, then what the handler accepted. */
-    const next = new Map<number, bigint>(from.map((position) => [position.partition, BigInt(position.nextOffset)]));
+    /** Next offset per partition that this subscription's handler accepted: no seek goes behind it. */
+    const accepted = new Map<number, bigint>();
+    const accept = (partition: number, nextOffset: bigint) => {
+      if (nextOffset > (accepted.get(partition) ?? 0n)) accepted.set(partition, nextOffset);
+    };
+    /**
+     * Per partition, the storing of a position past records without events, while it runs: the
+     * partition's next batch waits for it, so the handler sees each partition's positions in order.
+     */
+    const skipping = new Map<number, Promise<void>>();
     let running = true;
     let consumer: Consumer | undefined;
+    /** Counts the group's assignments to this subscription; work begun for an older one is dropped. */
+    let assignments = 0;
     /** Pauses end early on stop(). */
     const wakers = new Set<() => void>();
     const pause = (ms: number) =>
@@ -274,9 +296,11 @@ export class KafkaLog implements EventLog {
       });
 
     const eachBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+      await skipping.get(batch.partition);
       if (!running || !isRunning() || isStale()) return;
       const firstOffset = batch.messages[0]?.offset;
       if (firstOffset === undefined) return;
+      // lastOffset() counts the records kafkajs filtered out (markers, aborted records) at the end too.
       const nextOffset = (BigInt(batch.lastOffset()) + 1n).toString();
       try {
         const events = batch.messages.map((message) => {
@@ -294,26 +318,99 @@ export class KafkaLog implements EventLog {
         await pause(HANDLER_RETRY_DELAY_MS);
         return;
       }
-      next.set(batch.partition, BigInt(nextOffset));
+      accept(batch.partition, BigInt(nextOffset));
       resolveOffset(batch.lastOffset());
       await heartbeat();
+    };
+
+    /**
+     * A fetch of a partition that held only records without events (a transaction's commit or
+     * abort marker, the records of an aborted transaction): kafkajs resolves it without calling
+     * eachBatch. The handler gets it as a batch of no events, so the stored position reaches the
+     * partition's end (waitApplied(head) returns on an idle partition). Tried a bounded number
+     * of times; then the records are read again, which tries anew.
+     */
+    const skipPast = (created: Consumer, assignment: number, partition: number, firstOffset: string, lastOffset: string) => {
+      const nextOffset = (BigInt(lastOffset) + 1n).toString();
+      const stored = (async () => {
+        await skipping.get(partition);
+        for (let attempt = 1; running; attempt += 1) {
+          try {
+            await handler({ events: [], positions: [{ partition, nextOffset }] });
+            accept(partition, BigInt(nextOffset));
+            return;
+          } catch (error) {
+            const details = { err: error, topic, partition, offset: firstOffset, attempt };
+            if (attempt < SKIPPED_POSITION_ATTEMPTS) {
+              this.logger.warn(details, 'storing the position past records without events failed; retrying');
+              await pause(HANDLER_RETRY_DELAY_MS);
+              continue;
+            }
+            this.logger.error(details, 'storing the position past records without events failed; they are read again');
+            if (running && consumer === created && assignments === assignment) created.seek({ topic, partition, offset: firstOffset });
+            return;
+          }
+        }
+      })();
+      skipping.set(partition, stored);
+      void stored.finally(() => {
+        if (skipping.get(partition) === stored) skipping.delete(partition);
+      });
+    };
+
+    /** The start positions, read again until they answer, or undefined once this assignment is over. */
+    const readPositions = async (isCurrent: () => boolean): Promise<readonly LogPosition[] | undefined> => {
+      for (;;) {
+        try {
+          const positions = await readStartPositions(from);
+          return isCurrent() ? positions : undefined;
+        } catch (error) {
+          this.logger.warn({ err: error, topic }, 'reading the start positions failed; the assigned partitions wait');
+          await pause(POSITIONS_RETRY_DELAY_MS);
+          if (!isCurrent()) return undefined;
+        }
+      }
     };
 
     const start = async (): Promise<void> => {
       const created = this.consumerOf(this.options.groupId, async () => running);
       consumer = created;
-      // Each (re)assignment starts from committed offsets kafkajs would look up in Kafka, where
-      // nothing is ever committed. Seek every assigned partition to where this reader stands.
-      // kafkajs emits GROUP_JOIN synchronously after the sync and before the first fetch.
+      // Every (re)assignment starts where the positions stand NOW: another reader of the group may
+      // have moved a partition since this one last held it. kafkajs emits GROUP_JOIN synchronously
+      // at the end of every joinAndSync (first join, rejoin after a rebalance, after stale
+      // metadata), before the generation's first fetch, so partitions paused here are not fetched
+      // until resumed; pause, seek and resume only mark state that the next fetch reads (kafkajs
+      // keeps pauses across assignments: an older assignment's read resumes nothing). The pause
+      // lasts one read of the positions.
       created.on(created.events.GROUP_JOIN, ({ payload }) => {
-        for (const partition of payload.memberAssignment[topic] ?? []) {
-          created.seek({ topic, partition, offset: (next.get(partition) ?? 0n).toString() });
-        }
+        assignments += 1;
+        const assignment = assignments;
+        const partitions = payload.memberAssignment[topic] ?? [];
+        if (partitions.length === 0) return;
+        created.pause([{ topic, partitions }]);
+        const isCurrent = () => running && consumer === created && assignments === assignment;
+        void (async () => {
+          const positions = await readPositions(isCurrent);
+          if (positions === undefined) return;
+          for (const partition of partitions) {
+            const stored = BigInt(positions.find((position) => position.partition === partition)?.nextOffset ?? '0');
+            const floor = accepted.get(partition) ?? 0n;
+            created.seek({ topic, partition, offset: (stored > floor ? stored : floor).toString() });
+          }
+          created.resume([{ topic, partitions }]);
+        })();
+      });
+      created.on(created.events.END_BATCH_PROCESS, ({ payload }) => {
+        // batchSize counts the records left after filtering; eachBatch got every batch with some.
+        // No first offset: only records before the fetch offset came back, nothing was skipped.
+        if (payload.batchSize > 0 || payload.topic !== topic || payload.firstOffset === null) return;
+        if (!running || consumer !== created) return;
+        skipPast(created, assignments, payload.partition, payload.firstOffset, payload.lastOffset);
       });
       created.on(created.events.CRASH, ({ payload }) => {
         this.logger.error({ err: payload.error, topic, restart: payload.restart }, 'kafka consumer crashed');
         if (payload.restart || !running) return;
-        // kafkajs gave up (a non-retriable error): start a fresh consumer from the same positions.
+        // kafkajs gave up (a non-retriable error): start a fresh consumer, which reads the positions again.
         void (async () => {
           await created.disconnect().catch(() => {});
           await pause(CONSUMER_RESTART_DELAY_MS);
@@ -335,7 +432,7 @@ export class KafkaLog implements EventLog {
         await created.run({
           autoCommit: false,
           eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: 1,
+          partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? PARTITIONS_CONSUMED_CONCURRENTLY,
           eachBatch,
         });
       } catch (error) {
@@ -353,6 +450,7 @@ export class KafkaLog implements EventLog {
         running = false;
         for (const wake of [...wakers]) wake();
         await consumer?.disconnect();
+        await Promise.all(skipping.values());
         this.subscriptions.delete(subscription);
       },
     };

@@ -1,5 +1,5 @@
 // In-memory EventLog for unit tests and simulation only: nothing survives the process.
-import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
+import { readStartPositions, type EventLog, type LogBatch, type LogPosition, type StartPositions, type Subscription } from './event-log.js';
 import type { PacketEvent } from './events.js';
 import { READ_BATCH_EVENTS_MAX } from './table-log.js';
 
@@ -16,8 +16,8 @@ export class MemoryLog implements EventLog {
     this.wake?.();
   }
 
-  async subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
-    let next = Number(from.find((position) => position.partition === 0)?.nextOffset ?? '0');
+  async subscribe(from: StartPositions, handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
+    let next = Number((await readStartPositions(from)).find((position) => position.partition === 0)?.nextOffset ?? '0');
     let running = true;
     const loop = async () => {
       while (running) {

@@ -3,7 +3,7 @@
 // the single in-flight append keeps seq order equal to commit order, which the reader
 // relies on to never skip a row. For many writer processes, use the Kafka log.
 import { sql, type SQL } from 'drizzle-orm';
-import type { EventLog, LogBatch, LogPosition, Subscription } from './event-log.js';
+import { readStartPositions, type EventLog, type LogBatch, type LogPosition, type StartPositions, type Subscription } from './event-log.js';
 import type { PacketEvent } from './events.js';
 
 /** Rows read per consumer batch. */
@@ -53,8 +53,8 @@ export class TableLog implements EventLog {
     for (const wake of this.wakers) wake();
   }
 
-  async subscribe(from: readonly LogPosition[], handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
-    let next = BigInt(from.find((position) => position.partition === 0)?.nextOffset ?? '0');
+  async subscribe(from: StartPositions, handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
+    let next = BigInt((await readStartPositions(from)).find((position) => position.partition === 0)?.nextOffset ?? '0');
     let running = true;
     let wake: () => void = () => {};
     const sleep = (ms: number) =>

@@ -62,6 +62,9 @@ async function eventually<T>(attempt: () => Promise<T>, accept: (value: T) => bo
   throw new Error(`did not settle within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
 }
 
+/** An open's final answer: not a 503, and not `busy` (shed, or its slot is being taken over: retry). */
+const answered = (response: { status: number; body: any }) => response.status === 200 && response.body.state !== 'busy';
+
 export async function runCrashScenario(scenario: CrashScenario): Promise<CrashReport> {
   const url = () => scenario.engine().url;
   const packetCount = scenario.packets ?? 8;
@@ -108,14 +111,14 @@ export async function runCrashScenario(scenario: CrashScenario): Promise<CrashRe
   for (const claim of acknowledged.values()) {
     const again = await eventually(
       () => call(url(), 'POST', `/v1/packets/${claim.packetId}/open`, claim.userId),
-      (response) => response.status === 200,
+      answered,
     );
     expect(again.body, `claim ${claim.userId} on ${claim.packetId}`).toMatchObject({ state: 'already_claimed', amount: claim.amount });
   }
   // Drain every packet: exactly its total, to distinct users.
   for (const packetId of packets) {
     for (let index = 0; ; index += 1) {
-      const opened = await eventually(() => call(url(), 'POST', `/v1/packets/${packetId}/open`, `drain${index}`), (response) => response.status === 200);
+      const opened = await eventually(() => call(url(), 'POST', `/v1/packets/${packetId}/open`, `drain${index}`), answered);
       if (opened.body.state === 'sold_out') break;
       expect(['claimed', 'already_claimed']).toContain(opened.body.state);
     }
