@@ -2,10 +2,26 @@
 // its own (a veth pair on a bridge the test makes and removes), listens on its namespace address
 // and reaches the services only through relays (test/support/netns.ts). The first test proves
 // the plumbing: a node in a namespace serves a whole send/open/book round from its own address,
-// and is not reachable on 127.0.0.1, so nothing here depends on sharing the loopback.
+// and is not reachable on 127.0.0.1, so nothing here depends on sharing the loopback. The second
+// puts two engine nodes and the ledger in three namespaces, all on the same port: they form one
+// cluster (GET /v1/admin/cluster lists them by their namespace URLs, every slot owned once), and
+// a request sent to the node that does not own the packet is forwarded over the bridge to the
+// one that does and answered correctly; the books are checked afterwards.
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, prepareClusterServices, startNode, type ClusterServices, type NodeHandle } from '../support/cluster.js';
+import {
+  call,
+  checkCluster,
+  fenOf,
+  openUntilAnswered,
+  prepareClusterServices,
+  sendPackets,
+  slotOfPacket,
+  startNode,
+  type AcknowledgedClaim,
+  type ClusterServices,
+  type NodeHandle,
+} from '../support/cluster.js';
 import { createNetnsLab, type NetnsLab } from '../support/netns.js';
 import { freePort } from '../support/process.js';
 
@@ -87,5 +103,91 @@ describe('nodes in network namespaces', () => {
     const reconcile = await call(node.url, 'POST', '/v1/admin/reconcile', `${runId}-admin`, { admin: true, timeoutMs: 30_000 });
     expect(reconcile.body.discrepancies).toEqual([]);
     expect(node.output()).toContain(`database: postgres://${lab!.bridgeAddress}:5432/`);
+  });
+
+  it('nodes in three namespaces form one cluster, and a request to a node that does not own the packet is forwarded to the one that does', async () => {
+    const partitions = 4;
+    const prepared = await prepareClusterServices({ partitions });
+    services.push(prepared);
+    const env = { ...prepared.env, ...lab!.servicesEnv(prepared.env) };
+    // The same port everywhere: each namespace has its own addresses and ports.
+    const port = await freePort();
+    const spaces = [await lab!.addNamespace(), await lab!.addNamespace(), await lab!.addNamespace()];
+    const roles = ['engine', 'engine', 'ledger'] as const;
+    const started = await Promise.all(
+      spaces.map((space, index) =>
+        startNode({ nodeId: `${prepared.runId}-ns${index + 1}`, role: roles[index]!, host: space.address, port, env, wrap: space.wrap }),
+      ),
+    );
+    nodes.push(...started);
+    const engines = started.slice(0, 2);
+    const admin = `${prepared.runId}-admin`;
+
+    // One cluster: every node listed by its namespace URL, every slot owned by exactly one engine.
+    let view: any;
+    for (let attempt = 0; ; attempt += 1) {
+      view = (await call(engines[0]!.url, 'GET', '/v1/admin/cluster', admin, { admin: true })).body;
+      const owned = (view.nodes ?? []).flatMap((node: any) => node.owns);
+      const everyEngineOwns = engines.every((engine) => view.nodes?.find((node: any) => node.id === engine.nodeId)?.owns.length > 0);
+      if (view.nodes?.length === 3 && everyEngineOwns && owned.length === partitions && new Set(owned).size === partitions) break;
+      expect(attempt, `the cluster as node 1 sees it: ${JSON.stringify(view)}`).toBeLessThan(150);
+      await sleep(200);
+    }
+    console.log(`GET /v1/admin/cluster from ${engines[0]!.url}: ${JSON.stringify(view)}`);
+    expect(view.self).toBe(engines[0]!.nodeId);
+    expect(view.nodes.map((node: any) => ({ id: node.id, url: node.url, role: node.role })).sort((a: any, b: any) => a.id.localeCompare(b.id))).toEqual(
+      started.map((node) => ({ id: node.nodeId, url: `http://${spaces[started.indexOf(node)]!.address}:${port}`, role: node.role })),
+    );
+    expect(view.nodes.find((node: any) => node.role === 'ledger').owns).toEqual([]);
+    const seenFromTwo = (await call(engines[1]!.url, 'GET', '/v1/admin/cluster', admin, { admin: true })).body;
+    expect(seenFromTwo.self).toBe(engines[1]!.nodeId);
+    expect(seenFromTwo.nodes.map((node: any) => node.url).sort()).toEqual(view.nodes.map((node: any) => node.url).sort());
+
+    // Packets until each engine owns at least one of them (by the slot of its id).
+    const ownerOf = (packetId: string) => engines.find((engine) => view.nodes.find((node: any) => node.id === engine.nodeId).owns.includes(slotOfPacket(packetId, partitions)))!;
+    const sent = await sendPackets(
+      engines.map((engine) => engine.url),
+      { runId: prepared.runId, packets: 8, shares: 5, amount: '5.00' },
+    );
+    const byOwner = new Map(engines.map((engine) => [engine, sent.packets.filter((packet) => ownerOf(packet.id) === engine)]));
+    for (const engine of engines) expect(byOwner.get(engine)!.length, `packets owned by ${engine.nodeId}`).toBeGreaterThan(0);
+
+    // Each packet opened only through the engine that does not own it: forwarded, answered as the owner decides.
+    const forwardsBefore = await Promise.all(engines.map(async (engine) => (await engine.metrics()).value('hongbao_forwards_total', { outcome: 'ok' })));
+    const acknowledged: AcknowledgedClaim[] = [];
+    for (const packet of sent.packets) {
+      const other = engines.find((engine) => engine !== ownerOf(packet.id))!;
+      for (let index = 0; index < 2; index += 1) {
+        const userId = `${prepared.runId}-f${sent.packets.indexOf(packet)}-${index}`;
+        const result = await openUntilAnswered(() => [other.url], { next: 0 }, packet.id, userId, Date.now() + 30_000);
+        expect(result.reply?.body.state, `${packet.id} via ${other.nodeId}: ${JSON.stringify(result.reply?.body ?? result)}`).toBe('claimed');
+        if (result.reply === undefined) continue;
+        acknowledged.push({ packetId: packet.id, userId, amountFen: fenOf(result.reply.body.amount), seq: result.reply.body.seq, via: other.url, sentAtMs: result.sentAtMs, atMs: Date.now() });
+        // The same user again, now through the owner: the same claim, nothing more.
+        const again = await openUntilAnswered(() => [ownerOf(packet.id).url], { next: 0 }, packet.id, userId, Date.now() + 30_000);
+        expect(again.reply?.body).toEqual({ state: 'already_claimed', amount: result.reply.body.amount, seq: result.reply.body.seq });
+      }
+      // The result page, asked of the non-owner, is the owner's.
+      const page = await call(other.url, 'GET', `/v1/packets/${packet.id}`, sent.sender);
+      expect(page.status, JSON.stringify(page.body)).toBe(200);
+      expect(page.body.packet.id).toBe(packet.id);
+    }
+    const forwardsAfter = await Promise.all(engines.map(async (engine) => (await engine.metrics()).value('hongbao_forwards_total', { outcome: 'ok' })));
+    console.log(`forwards answered by the owner: ${engines.map((engine, index) => `${engine.nodeId} ${forwardsAfter[index]! - forwardsBefore[index]!}`).join(', ')}`);
+    for (const [index, engine] of engines.entries()) {
+      const passedOn = byOwner.get(engines[1 - index]!)!.length * 3; // two opens and a page per packet the other one owns
+      expect(forwardsAfter[index]! - forwardsBefore[index]!, `forwards by ${engine.nodeId}`).toBeGreaterThanOrEqual(passedOn);
+    }
+
+    // The books, from the database: every claim there, every packet drained to its total, clean.
+    const check = await checkCluster({
+      databaseUrl: prepared.databaseUrl,
+      urls: () => engines.map((engine) => engine.url),
+      runId: prepared.runId,
+      packets: sent.packets,
+      acknowledged,
+      depositedFen: sent.depositedFen,
+    });
+    expect(check.problems).toEqual([]);
   });
 });
