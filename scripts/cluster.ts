@@ -23,6 +23,8 @@ const READY_POLL_MS = 250;
 /** How long the nodes get to stop on SIGTERM before they are killed. */
 const STOP_TIMEOUT_MS = 15_000;
 const NODES_MAX = 64;
+/** How often this process checks that whoever started it is still there. */
+const PARENT_CHECK_MS = 1_000;
 
 const USAGE =
   'usage: npm run cluster -- [--nodes N] [--base-port P] [--ledger-port P] [--topic T] [--ready-timeout SECONDS]';
@@ -223,6 +225,12 @@ async function stopAll(signal: string): Promise<never> {
 process.on('SIGINT', () => void stopAll('SIGINT'));
 process.on('SIGTERM', () => void stopAll('SIGTERM'));
 process.on('SIGHUP', () => void stopAll('SIGHUP'));
+// `npm run` does not always pass a signal on (a SIGTERM to npm ends npm and its shell, and
+// leaves this process to init): a parent that is gone stops the nodes too.
+const parentPid = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parentPid) void stopAll(`parent process ${parentPid} exited`);
+}, PARENT_CHECK_MS).unref();
 
 say(`starting ${nodeCount} engine node(s) and a ledger · topic ${topic} · kafka ${services.KAFKA_BROKERS} · ${new URL(services.DATABASE_URL).host}${new URL(services.DATABASE_URL).pathname} · redis ${new URL(services.REDIS_URL).host}`);
 // Together: on a fresh database the first to get the migrations lock migrates, the others wait for it.
