@@ -17,8 +17,9 @@
 //
 // SIM_SEED=<n> replays one seed (SIM_TRACE=1 prints its whole trace); SIM_SEED_COUNT, SIM_STEPS make
 // a longer soak. To try a fix: SIM_WRITERS=<path of a SlotWriters module> runs everything against
-// it; SIM_GROUP=rejoin-on-fence makes a process ask the group for a rebalance when it loses a slot
-// to a fence (a behaviour kafka-membership.ts does not have today).
+// it; a process asks the group for a rebalance when it loses a slot to a fence, as
+// kafka-membership.ts does (SIM_GROUP=no-rebalance-on-fence turns that off), and lets every
+// writer go when an assignment comes under a new member id (the group dropped it meanwhile).
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -33,7 +34,9 @@ const writersModule = (process.env.SIM_WRITERS !== undefined
   ? await import(pathToFileURL(resolve(process.env.SIM_WRITERS)).href)
   : await import('../../src/log/slot-writers.js')) as typeof import('../../src/log/slot-writers.js');
 const { SlotWriters, NotSlotOwnerError } = writersModule;
-const REJOIN_ON_FENCE = process.env.SIM_GROUP === 'rejoin-on-fence';
+// What kafka-membership.ts does: a process fenced on a slot asks the group for a rebalance.
+// SIM_GROUP=no-rebalance-on-fence shows the liveness bug this simulation found without it.
+const REJOIN_ON_FENCE = process.env.SIM_GROUP !== 'no-rebalance-on-fence';
 
 const SEED_OVERRIDE = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
 const SEED_COUNT = Number(process.env.SIM_SEED_COUNT ?? 200);
@@ -112,7 +115,9 @@ class Process {
   /** SIM_GROUP=rejoin-on-fence: it lost a slot to a fence and asks the group to rebalance. */
   rejoinWanted = false;
   /** An assignment the group computed that has not reached this process yet. */
-  undelivered: { generation: number; slots: number[] } | undefined;
+  undelivered: { generation: number; slots: number[]; memberId: string } | undefined;
+  /** The member id of the last assignment delivered. */
+  deliveredMemberId: string | undefined;
   /** The last assignment delivered. */
   assignment: readonly number[] = [];
 
@@ -420,7 +425,7 @@ class World {
     const described = candidates.map((candidate) => `${candidate.memberId} holds [${candidate.owned}] → [${assignment.get(candidate.memberId)}]`);
     this.note(`  rebalance g${this.generation} (${reason}): ${described.join('; ') || 'nobody'}`);
     for (const [memberId, { process }] of this.members) {
-      process.undelivered = { generation: this.generation, slots: assignment.get(memberId) ?? [] };
+      process.undelivered = { generation: this.generation, slots: assignment.get(memberId) ?? [], memberId };
       if (this.healing || this.random() >= this.settings.assignmentDelayRate) this.deliver(process);
     }
   }
@@ -432,6 +437,9 @@ class World {
     process.host.run(() => {
       process.assignment = assignment.slots;
       this.note(`  ${process.name} gets g${assignment.generation}: [${assignment.slots}]`);
+      // As kafka-membership.ts: under a new member id the group dropped it meanwhile; start afresh.
+      if (process.deliveredMemberId !== undefined && process.deliveredMemberId !== assignment.memberId) process.writers.assign([]);
+      process.deliveredMemberId = assignment.memberId;
       process.writers.assign(assignment.slots);
     });
   }
@@ -852,11 +860,12 @@ describe('slot ownership (deterministic simulation)', () => {
   });
 
   it('liveness, once every fault heals: each slot is owned by the member the group assigned it to, and an append there is acknowledged', () => {
-    // KNOWN BUG (the minimal schedules below pin it): SlotWriters gives a slot lost to a fence up
-    // "until the group assigns it here again", but nothing makes the group decide again: when the
-    // assignment that names this process is already delivered (a zombie that rejoined and got its
-    // slot back; a stray InitProducerId that fenced the rightful owner) the slot has no owner from
-    // then on. Passes with SIM_GROUP=rejoin-on-fence (a rebalance after every such loss).
+    // What this found (the minimal schedules below pin it): SlotWriters gives a slot lost to a
+    // fence up "until the group assigns it here again", and nothing made the group decide again:
+    // when the assignment naming this process was already delivered (a zombie that rejoined and
+    // got its slot back; a stray InitProducerId that fenced the rightful owner) the slot had no
+    // owner from then on. Fixed by a rebalance after every such loss (SIM_GROUP=no-rebalance-on-fence
+    // brings the bug back: 74 of 200 seeds).
     const report = failures(worlds, 'liveness');
     expect(report, report).toBe('');
   });
@@ -989,41 +998,37 @@ describe('slot ownership (minimal schedules)', () => {
     expectNoSafetyProblem(world);
   });
 
-  // KNOWN BUG 1 (liveness; the simulation's first finding): a zombie that rejoins the group
-  // under a new member id claims the slots it held, gets one back, and keeps the writer it took
-  // before its pause (SlotWriters.assign re-takes only slots it holds no writer for). Its first
-  // append is fenced, SlotWriters gives the slot up "until the group assigns it here again" —
-  // but that assignment was the last one: nobody owns the slot from then on.
-  it('KNOWN BUG: a zombie that rejoins and is given back its slot owns it again after the fence shows (today no node ever owns it again)', async () => {
+  // Found by the simulation (liveness): a zombie that rejoins the group under a new member id
+  // claims the slots it held and gets one back. It used to keep the writer it took before its
+  // pause; its first append was fenced, it gave the slot up "until the group assigns it here
+  // again" — and that assignment was the last one: nobody owned the slot from then on. Now a new
+  // member id lets every writer go, so the slot it gets back is taken afresh at once.
+  it('a zombie that rejoins and is given back its slot takes it afresh, and owns it', async () => {
     const world = await scripted();
-    const zombie = world.start('n1'); // step 1: n1 owns slot 0 at epoch 1
+    const zombie = world.start('n1'); // n1 owns slot 0 at epoch 1
     await world.advance(TIME_STEP_MS);
-    world.pause(zombie); // step 2: SIGSTOP
-    const successor = world.start('n1'); // step 3: restarted under the same NODE_ID: fences, epoch 2
+    world.pause(zombie); // SIGSTOP
+    const successor = world.start('n1'); // restarted under the same NODE_ID: fences, epoch 2
     await world.advance(TIME_STEP_MS);
-    world.leave(successor); // step 4: the successor stops; nobody is in the group
+    world.leave(successor); // the successor stops; nobody is in the group
     await world.advance(TIME_STEP_MS);
-    world.resume(zombie); // step 5: SIGCONT; at its next heartbeat it joins again, holding [0], and gets [0]
+    world.resume(zombie); // SIGCONT; at its next heartbeat it joins again, holding [0], and gets [0]
     await world.advance(TIME_STEP_MS);
     expect(world.isMember(zombie)).toBe(true);
     expect(zombie.assignment).toEqual([0]);
-    expect(zombie.writers.state(0)).toBe('owned'); // the writer of epoch 1, kept
-    expect(world.ableToAppend(0)).toEqual([]);
-    const first = await appended(world, zombie, 0); // step 6: fenced (epoch 1 < 2)
-    expect(first.outcome).toBe('fenced');
-    await world.advance(ENGINE_SESSION_TIMEOUT_MS * 2); // step 7: time passes; nothing else happens
-    const second = await appended(world, zombie, 0);
+    expect(zombie.writers.state(0)).toBe('owned'); // a fresh writer, epoch 3
+    expect(world.ableToAppend(0)).toEqual([zombie]);
+    const first = await appended(world, zombie, 0);
     expectNoSafetyProblem(world);
-    // Today: the group still assigns slot 0 to this process, but its SlotWriters dropped it for good.
-    expect({ outcome: second.outcome, state: zombie.writers.state(0), assigned: zombie.writers.assignedSlots() }).toEqual({ outcome: 'acknowledged', state: 'owned', assigned: [0] });
+    expect({ outcome: first.outcome, state: zombie.writers.state(0), assigned: zombie.writers.assignedSlots() }).toEqual({ outcome: 'acknowledged', state: 'owned', assigned: [0] });
   });
 
-  // KNOWN BUG 2 (liveness; same root; most failing seeds, e.g. SIM_SEED=35233, 3557): a takeover
+  // Found by the simulation (liveness; same root; most failing seeds, e.g. SIM_SEED=35233, 3557): a takeover
   // whose InitProducerId is still on the wire when it is let go (the process left or was killed,
   // the slot moved, or a resumed zombie's takeover retry fires before it hears it is out) bumps
   // the epoch when it lands, after the new owner took the slot. The new owner's next append is fenced and it gives the slot up; no rebalance
   // follows, so no node owns it again.
-  it('KNOWN BUG: a stray InitProducerId of a takeover let go fences the new owner, which then owns the slot again (today no node ever does)', async () => {
+  it('a stray InitProducerId of a takeover let go fences the new owner, which then owns the slot again', async () => {
     const world = await scripted({ holdRate: 1 });
     const first = world.start('n1'); // step 1: n1 is assigned slot 0; its InitProducerId is held on the wire
     await drain();
@@ -1045,10 +1050,10 @@ describe('slot ownership (minimal schedules)', () => {
     expect({ outcome: again.outcome, state: next.writers.state(0), assigned: next.writers.assignedSlots() }).toEqual({ outcome: 'acknowledged', state: 'owned', assigned: [0] });
   });
 
-  // KNOWN BUG 3 (liveness; the limit of re-taking a fenced slot once per assignment inside
+  // Found by the simulation (liveness; the limit of re-taking a fenced slot once per assignment inside
   // SlotWriters): two stray InitProducerIds land one after the other. Only a rebalance after a
   // fence (SIM_GROUP=rejoin-on-fence) gets the slot an owner again.
-  it('KNOWN BUG: an owner fenced twice by stray InitProducerIds under one assignment owns the slot again (today no node does after the first)', async () => {
+  it('an owner fenced twice by stray InitProducerIds under one assignment owns the slot again', async () => {
     const world = await scripted({ holdRate: 1 });
     const strays = [];
     for (const nodeId of ['n1', 'n2']) {
