@@ -54,6 +54,8 @@ export class ClusterNode {
       onLost: (slot, reason) => {
         const dropped = options.engine()?.dropWhere((packetId) => slotOf(packetId) === slot) ?? 0;
         if (reason !== 'closed') logger.warn({ slot, reason, droppedActors: dropped }, `slot lost: ${slot} (${reason}); nothing more is acknowledged for it here`);
+        // The assignment that named this node stands; ask for a new one so the slot gets an owner.
+        if (reason === 'fenced') this.membership.requestRebalance();
       },
       onTaken: (slot) => logger.info({ slot }, `slot taken: ${slot}`),
       onTakeFailed: (slot, error) => logger.warn({ err: error, slot }, `taking slot ${slot} failed; retrying while it stays assigned here`),

@@ -238,7 +238,12 @@ export class Engine {
     fresh.activation = this.options.source
       .load(packetId)
       .then((stored) => {
-        if (this.slots.get(packetId) !== fresh) return this.slots.get(packetId)?.actor ?? null;
+        if (this.slots.get(packetId) !== fresh) {
+          // Dropped while it loaded (its slot changed hands): what was read may be stale.
+          const current = this.slots.get(packetId)?.actor;
+          if (current !== undefined) return current;
+          throw new UnavailableError('this packet changed hands while it was loaded; try again');
+        }
         if (stored === null) {
           this.slots.delete(packetId);
           return null;

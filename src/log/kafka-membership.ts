@@ -26,6 +26,8 @@ const IDLE_FETCH_MS = 250;
 export const MEMBERS_REFRESH_MS = 1_000;
 const RESTART_DELAY_MS = 1_000;
 const ASSIGNOR_NAME = 'hongbao-sticky';
+/** Names the short-lived member that asks for a rebalance (not a node: left out of the view). */
+const NUDGER_SUFFIX = '~rebalance';
 const METADATA_VERSION = 1;
 
 export interface NodeInfo {
@@ -112,6 +114,12 @@ export class SlotMembership {
   private members: ClusterMember[] = [];
   private refreshTimer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  /** The member id the group gave this node last: a new one means the group dropped it meanwhile. */
+  private memberId: string | undefined;
+  private nudging: Promise<void> | undefined;
+  private nudgeAgain = false;
+  /** Rebalances this node asked for (after a slot was lost to a fence). */
+  nudges = 0;
   /** Reads of the routing table that failed, since start. */
   failedRefreshes = 0;
 
@@ -152,8 +160,8 @@ export class SlotMembership {
             const owns = [...(assignment?.assignment[this.options.topic] ?? [])].sort((left, right) => left - right);
             return { memberId: member.memberId, nodeId: data.nodeId, url: data.url, role: data.role, owns };
           })
-          .filter((member): member is ClusterMember => member !== undefined)
-          .sort((left, right) => left.nodeId.localeCompare(right.nodeId));
+          .filter((member): member is ClusterMember => member !== undefined && !member.nodeId.endsWith(NUDGER_SUFFIX))
+          .sort((left, right) => (left.nodeId < right.nodeId ? -1 : left.nodeId > right.nodeId ? 1 : 0));
       } catch (error) {
         this.failedRefreshes += 1;
         this.options.logger.warn({ err: error }, 'reading the engine group failed; routing with the last table');
@@ -162,6 +170,58 @@ export class SlotMembership {
       }
     })();
     return this.refreshing;
+  }
+
+  /**
+   * Makes the group assign its slots again. A node whose append was fenced lets that slot go,
+   * but the assignment that named it stands until something changes the group: without a new
+   * one, a slot lost to a stray or stale fence would have no owner at all. kafkajs cannot ask
+   * for a rebalance, so a short-lived member that claims nothing (role ledger) joins and leaves:
+   * every member rejoins with the slots it holds, the sticky assignment keeps them, and the slot
+   * nobody holds now goes to one of them. One at a time; asks coming meanwhile make one more.
+   */
+  requestRebalance(): void {
+    if (!this.running) return;
+    if (this.nudging !== undefined) {
+      this.nudgeAgain = true;
+      return;
+    }
+    this.nudges += 1;
+    this.nudging = this.nudge()
+      .catch((error: unknown) => this.options.logger.warn({ err: error }, 'asking the engine group for a rebalance failed'))
+      .finally(() => {
+        this.nudging = undefined;
+        if (this.nudgeAgain) {
+          this.nudgeAgain = false;
+          this.requestRebalance();
+        }
+      });
+  }
+
+  private async nudge(): Promise<void> {
+    const { topic } = this.options;
+    const nudger = this.kafka.consumer({
+      groupId: engineGroupId(topic),
+      partitionAssigners: [
+        stickyAssigner({ ...this.options, self: { ...this.options.self, nodeId: `${this.options.self.nodeId}${NUDGER_SUFFIX}`, role: 'ledger' }, heldSlots: () => [] }),
+      ],
+      sessionTimeout: ENGINE_SESSION_TIMEOUT_MS,
+      rebalanceTimeout: REBALANCE_TIMEOUT_MS,
+      heartbeatInterval: HEARTBEAT_INTERVAL_MS,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: IDLE_FETCH_MS,
+      retry: { ...RETRY, restartOnFailure: async () => false },
+    });
+    try {
+      const joined = new Promise<void>((resolve) => nudger.on(nudger.events.GROUP_JOIN, () => resolve()));
+      nudger.on(nudger.events.GROUP_JOIN, () => nudger.pause([{ topic }]));
+      await nudger.connect();
+      await nudger.subscribe({ topics: [topic], fromBeginning: false });
+      await nudger.run({ autoCommit: false, eachBatch: async () => {} });
+      await Promise.race([joined, new Promise((resolve) => setTimeout(resolve, REBALANCE_TIMEOUT_MS * 2))]);
+    } finally {
+      await nudger.disconnect().catch(() => {});
+    }
   }
 
   /** Leaves the group at once (the others take the slots without waiting for the session timeout). */
@@ -191,6 +251,10 @@ export class SlotMembership {
     // Emitted after the sync and before the first fetch: pause at once, so nothing is read.
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       consumer.pause([{ topic }]);
+      // A new member id: the group dropped this node meanwhile (paused, cut off) and others may
+      // have written its slots. Let every writer go, so each slot it gets now is taken afresh.
+      if (this.memberId !== undefined && payload.memberId !== this.memberId) this.options.onAssignment([]);
+      this.memberId = payload.memberId;
       this.options.onAssignment(payload.memberAssignment[topic] ?? []);
       void this.refresh();
     });

@@ -206,11 +206,13 @@ export class SlotWriters {
     if (writer === undefined) return undefined;
     this.writers.delete(slot);
     this.hooks.onLost(slot, reason);
-    if (reason === 'unassigned' || reason === 'closed') {
+    if ((reason === 'unassigned' || reason === 'closed') && writer.state === 'owned') {
       // Between appends a graceful close is enough; the next owner's fence stops anything late.
       if (reason === 'unassigned') void writer.producer.close().catch(() => writer.producer.discard());
       return writer.producer;
     }
+    // A takeover still under way is cut: a fence request it is still retrying must not reach
+    // the broker after the slot went to another node (it would fence that node).
     writer.producer.discard();
     return undefined;
   }

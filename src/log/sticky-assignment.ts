@@ -13,6 +13,9 @@ export interface AssignmentCandidate {
   readonly owned: readonly number[];
 }
 
+/** Not localeCompare: every node must compute the same order, whatever its locale. */
+const byCodePoint = (left: string, right: string) => (left < right ? -1 : left > right ? 1 : 0);
+
 /** memberId → its slots, ascending. Every slot goes to exactly one engine member; ledger members get none. */
 export function stickyAssignment(candidates: readonly AssignmentCandidate[], slotCount: number): Map<string, number[]> {
   const result = new Map<string, number[]>(candidates.map((candidate) => [candidate.memberId, []]));
@@ -20,7 +23,7 @@ export function stickyAssignment(candidates: readonly AssignmentCandidate[], slo
   if (engines.length === 0 || slotCount <= 0) return result;
   // Who gets one slot more than the others: those holding most already (fewest moves), then by name.
   const byClaim = [...engines].sort(
-    (left, right) => right.owned.length - left.owned.length || left.nodeId.localeCompare(right.nodeId) || left.memberId.localeCompare(right.memberId),
+    (left, right) => right.owned.length - left.owned.length || byCodePoint(left.nodeId, right.nodeId) || byCodePoint(left.memberId, right.memberId),
   );
   const base = Math.floor(slotCount / engines.length);
   const extra = slotCount % engines.length;

@@ -687,6 +687,33 @@ describe('activation and eviction', () => {
     expect(evictions).toBeGreaterThan(0);
   });
 
+  it('dropWhere (its slot changed hands) drops matching actors at once, and an activation that was loading answers unavailable, never not_found', async () => {
+    const { engine, commits, storage } = rig({ mode: 'manual' });
+    const warm = storage.add(fixed('fixed-drop-warm', 3, 100));
+    const other = storage.add(fixed('other-drop', 3, 100));
+    const cold = storage.add(fixed('fixed-drop-cold', 3, 100));
+    commits.mode = 'auto';
+    await engine.open(warm.id, 'a');
+    await engine.open(other.id, 'a');
+    expect(engine.stats.actors).toBe(2);
+    let release: () => void = () => {};
+    storage.hold = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const loading = watch(engine.open(cold.id, 'b'));
+    await drainMicrotasks();
+    expect(engine.dropWhere((packetId) => packetId.startsWith('fixed-drop'))).toBe(1);
+    expect(engine.stats.actors).toBe(1); // only the other packet's actor is left
+    release();
+    await drainMicrotasks();
+    expect(loading.state).toBe('rejected');
+    expect(loading.error).toBeInstanceOf(UnavailableError);
+    // The next request rebuilds from storage and knows the claim made before the drop.
+    storage.hold = undefined;
+    expect(await engine.open(warm.id, 'a')).toEqual({ state: 'already_claimed', amountFen: 100, seq: 1 });
+    expect(await engine.open(cold.id, 'b')).toMatchObject({ state: 'claimed', seq: 1 });
+  });
+
   it('loads a cold packet once for all the opens, grabs and views that arrive together', async () => {
     const { engine, storage } = rig();
     storage.add(fixed('fixed-crowd', 5, 100));
