@@ -51,6 +51,8 @@ const results: Results = {
   ledger: runScenario('ledger', ['bench/scenarios/ledger.ts']),
   http: [runScenario('http (services)', ['bench/scenarios/http.ts', '--services']), runScenario('http (embedded)', ['bench/scenarios/http.ts'])],
   noisy: runScenario('noisy neighbour', ['bench/scenarios/noisy.ts']),
+  clusterHttp: runScenario('cluster http (1 vs 2 nodes)', ['bench/scenarios/cluster-http.ts']),
+  failover: runScenario('failover (kill -9 of a node)', ['bench/scenarios/failover.ts']),
   designs: Object.fromEntries(designs.map((design) => [design, runDesign(design, workloadArgs)])),
 };
 
