@@ -72,6 +72,8 @@ export class NodeProcess {
   private tail = '';
   private partial = '';
   readonly slotEvents: SlotEvent[] = [];
+  /** Answered /readyz 200 since it was last started (what a load balancer's health check would see). */
+  ready = false;
 
   constructor(
     readonly nodeId: string,
@@ -98,6 +100,7 @@ export class NodeProcess {
 
   start(): void {
     if (this.alive) throw new Error(`${this.nodeId} runs already`);
+    this.ready = false;
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: ROOT,
       env: { ...process.env, ...this.env, ROLE: this.role, NODE_ID: this.nodeId, HOST: '127.0.0.1', PORT: String(this.port), ADVERTISE_URL: this.url },
@@ -137,7 +140,10 @@ export class NodeProcess {
       try {
         const answer = await request(`${this.url}/readyz`, { dispatcher: benchAgent, signal: AbortSignal.timeout(2_000) });
         await answer.body.dump();
-        if (answer.statusCode === 200) return;
+        if (answer.statusCode === 200) {
+          this.ready = true;
+          return;
+        }
       } catch {
         // not listening yet
       }
@@ -149,6 +155,7 @@ export class NodeProcess {
   /** Resolves once the process has exited. */
   kill(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
+    this.ready = false;
     return new Promise((resolve) => {
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
@@ -353,6 +360,41 @@ export async function verifyBooked(
   } finally {
     await client.end();
   }
+}
+
+// ---------------------------------------------------------------- a node's own counters
+
+/** The sums of a node's Prometheus counters and histograms that explain where an open's time goes. */
+export async function nodeCounters(node: NodeProcess): Promise<Record<string, number>> {
+  const answer = await request(`${node.url}/metrics`, { dispatcher: benchAgent, signal: AbortSignal.timeout(5_000) });
+  const text = await answer.body.text();
+  const wanted: Record<string, RegExp> = {
+    openSeconds: /^hongbao_open_duration_seconds_sum(?:\{[^}]*\})? (\S+)$/,
+    opens: /^hongbao_open_duration_seconds_count(?:\{[^}]*\})? (\S+)$/,
+    appends: /^hongbao_log_appends_total(?:\{[^}]*\})? (\S+)$/,
+    eventsAppended: /^hongbao_log_events_appended_total(?:\{[^}]*\})? (\S+)$/,
+    forwardsOk: /^hongbao_forwards_total\{outcome="ok"\} (\S+)$/,
+    forwardsFailed: /^hongbao_forwards_total\{outcome="(?:timeout|unreachable|overloaded|busy)"\} (\S+)$/,
+    openHttpSeconds: /^hongbao_http_request_duration_seconds_sum\{[^}]*route="[^"]*open[^"]*"[^}]*\} (\S+)$/,
+    openHttpRequests: /^hongbao_http_request_duration_seconds_count\{[^}]*route="[^"]*open[^"]*"[^}]*\} (\S+)$/,
+  };
+  const sums: Record<string, number> = Object.fromEntries(Object.keys(wanted).map((name) => [name, 0]));
+  for (const line of text.split('\n')) {
+    for (const [name, pattern] of Object.entries(wanted)) {
+      const match = pattern.exec(line);
+      if (match) sums[name]! += Number(match[1]);
+    }
+  }
+  return sums;
+}
+
+/** What the nodes' counters moved by between two readings, summed over the nodes. */
+export function countersMoved(before: readonly Record<string, number>[], after: readonly Record<string, number>[]): Record<string, number> {
+  const moved: Record<string, number> = {};
+  after.forEach((reading, index) => {
+    for (const [name, value] of Object.entries(reading)) moved[name] = (moved[name] ?? 0) + value - (before[index]?.[name] ?? 0);
+  });
+  return moved;
 }
 
 // ---------------------------------------------------------------- CPU, from /proc

@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
 import { freePort } from '../../test/support/process.js';
-import { call, cpuWindow, loadAverage, mintTokens, sendPackets, sleep, startCluster, verifyBooked, type Cluster, type CpuWindow } from '../cluster.js';
+import { call, countersMoved, cpuWindow, loadAverage, mintTokens, nodeCounters, sendPackets, sleep, startCluster, verifyBooked, type Cluster, type CpuWindow } from '../cluster.js';
 import { emit, median, percentile, quick } from '../support.js';
 
 const CONNECTIONS = Number(process.env.HTTP_CONNECTIONS ?? 256);
@@ -25,6 +25,10 @@ const SHARES = 100;
 const PACKETS = quick ? 600 : 3_000;
 /** Odd and above PACKETS: every (packet, user) pair of the sequence is distinct for a long while. */
 const USERS = quick ? 6_001 : 30_001;
+/** A stage during which other work on the machine took more than this (% of one core) is run again, */
+const OTHER_CPU_PERCENT_MAX = 20;
+/** at most this often in all. */
+const STAGE_ATTEMPTS_MAX = quick ? 1 : 3;
 /** Owner-aware stages (the client sends each open to its packet's owner): what forwarding costs. */
 const OWNER_AWARE = !process.argv.includes('--no-owner-aware');
 
@@ -196,9 +200,11 @@ async function clusterStage(nodes: number, client: 'round-robin' | 'owner', toke
     const warmUp = await load(targets, WARM_UP_S);
     const named: Record<string, () => number | undefined> = { ledger: () => cluster.ledger.pid };
     for (const node of cluster.nodes) named[node.nodeId.replace(/^http\d-/, 'node ')] = () => node.pid;
+    const countersBefore = await Promise.all(cluster.nodes.map((node) => nodeCounters(node)));
     const cpu = cpuWindow(named, new URL(cluster.databaseUrl).pathname.slice(1));
     const tally = await load(targets, DURATION_S);
     const window = cpu.end();
+    const moved = countersMoved(countersBefore, await Promise.all(cluster.nodes.map((node) => nodeCounters(node))));
     const verified = await verifyBooked(cluster, { claims: warmUp.claimed + tally.claimed, sharesPerPacket: SHARES, inFlightMax: 2 * CONNECTIONS });
     const engineCpuPercent = cluster.nodes.reduce((sum, node) => sum + (window.percent[node.nodeId.replace(/^http\d-/, 'node ')] ?? 0), 0);
     return summary(tally, window, {
@@ -209,6 +215,13 @@ async function clusterStage(nodes: number, client: 'round-robin' | 'owner', toke
       ledgerCatchUpMs: verified.waitedMs,
       // CPU time of the engine nodes (all of them) per acknowledged claim, in microseconds.
       engineCpuMicrosecondsPerClaim: tally.claimed > 0 ? (engineCpuPercent / 100) * window.seconds * 1e6 / tally.claimed : Number.NaN,
+      // Inside the nodes: the engine's open (decide + the fenced Kafka transaction) against the whole HTTP request at the node that took it.
+      engineOpenMsMean: (moved.openSeconds! / moved.opens!) * 1000,
+      httpOpenMsMean: (moved.openHttpSeconds! / moved.openHttpRequests!) * 1000,
+      eventsPerTransaction: moved.eventsAppended! / moved.appends!,
+      transactionsPerSecond: moved.appends! / window.seconds,
+      forwarded: moved.forwardsOk,
+      forwardsFailed: moved.forwardsFailed,
       ledgerCpuMicrosecondsPerClaim: tally.claimed > 0 ? ((window.percent.ledger ?? 0) / 100) * window.seconds * 1e6 / tally.claimed : Number.NaN,
     });
   } finally {
@@ -232,9 +245,18 @@ for (let round = 0; round < ROUNDS; round += 1) {
   const order = round % 2 === 0 ? stages : [...stages].reverse();
   for (const stage of order) {
     process.stderr.write(`[cluster-http] round ${round + 1}/${ROUNDS}: ${stageName(stage)} (load ${loadAverage().toFixed(2)})\n`);
-    const result = stage.kind === 'ceiling' ? await ceilingStage(stage.processes) : await clusterStage(stage.nodes, stage.client, tokens);
-    byStage.get(stageName(stage))!.push({ round: round + 1, loadAverage: loadAverage(), ...result });
-    process.stderr.write(`[cluster-http]   ${Math.round(result.requestsPerSecond)} req/s, ${Math.round(result.claimsPerSecond)} claims/s, p99 ${result.p99Ms} ms\n`);
+    // Other work on this shared machine takes CPU from the stage: such a stage is run again, and the
+    // attempt with the least of it is kept (with how much there was, and how many attempts).
+    let kept: any;
+    for (let attempt = 1; attempt <= STAGE_ATTEMPTS_MAX; attempt += 1) {
+      const result = stage.kind === 'ceiling' ? await ceilingStage(stage.processes) : await clusterStage(stage.nodes, stage.client, tokens);
+      const other = result.cpuPercent?.other ?? 0;
+      process.stderr.write(`[cluster-http]   ${Math.round(result.requestsPerSecond)} req/s, ${Math.round(result.claimsPerSecond)} claims/s, p99 ${result.p99Ms} ms, other work ${other} % of a core\n`);
+      if (kept === undefined || other < kept.cpuPercent.other) kept = { round: round + 1, attempts: attempt, loadAverage: loadAverage(), ...result };
+      kept.attempts = attempt;
+      if (other <= OTHER_CPU_PERCENT_MAX) break;
+    }
+    byStage.get(stageName(stage))!.push(kept);
   }
 }
 
@@ -256,6 +278,7 @@ emit({
   partitions: PARTITIONS,
   workload: { packets: PACKETS, sharesPerPacket: SHARES, users: USERS },
   loadAverageByRound: loadByRound,
+  otherCpuPercentMax: OTHER_CPU_PERCENT_MAX,
   stages: results,
   ratios: {
     twoToOne: median(two.runs.map((run: any) => run.requestsPerSecond)) / median(one.runs.map((run: any) => run.requestsPerSecond)),

@@ -4,7 +4,8 @@
 // node owned, read from GET /v1/admin/cluster just before the kill), and to the moment every moved
 // slot has acknowledged one. Every slot holds probe packets; each moved slot is probed with fresh
 // users against the surviving nodes until one answers `claimed`. The killed node is started again
-// with the same NODE_ID, and the next kill waits until the cluster is stable and every slot serves.
+// with the same NODE_ID (10 s after the takeover), and the next kill waits until the cluster is stable
+// and every slot serves. Every acknowledged claim is looked up in the ledger at the end.
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { call, mintTokens, sendPackets, sleep, startCluster, verifyBooked, type Cluster, type NodeProcess } from '../cluster.js';
@@ -26,19 +27,31 @@ const PROBES_PER_SLOT = 2;
 const PROBE_INTERVAL_MS = 20;
 const PROBE_TIMEOUT_MS = 1_000;
 const FAILOVER_TIMEOUT_MS = 90_000;
+/**
+ * The killed node is started again this long after every moved slot served: what the steady load
+ * sees just after the takeover (the new owners activating the moved packets) is not mixed with the
+ * CPU the restart takes on these 2 cores, nor with its taking slots back.
+ */
+const RESTART_DELAY_MS = quick ? 2_000 : 10_000;
+/** Seconds of the steady load reported around each kill: 2 before, this many from the kill on. */
+const AROUND_SECONDS = 24;
 
 const loadAgent = new Agent({ connections: 128, pipelining: 1, keepAliveTimeout: 4_000, headersTimeout: 3_000, bodyTimeout: 3_000, connect: { timeout: 1_000 } });
 
 /** A request that got no answer: timed out, refused, or cut. */
 const errorName = (error: unknown) => `error ${(error as Error).name === 'TimeoutError' ? 'timeout' : ((error as { code?: string }).code ?? (error as Error).name)}`;
 
-/** Offered at a fixed rate (open loop, bounded in flight); counts answers by state, per second since the start. */
+/**
+ * Offered at a fixed rate (open loop, bounded in flight) round robin over the nodes that are ready (as a load balancer's
+ * health check would have it: a killed node drops out at once, a restarted one comes back once /readyz says 200);
+ * counts answers by state, per second since the start.
+ */
 function steadyLoad(cluster: Cluster, packets: readonly string[], tokens: readonly string[]) {
   let sequence = 0;
   let inFlight = 0;
   let stopped = false;
   const states = new Map<string, number>();
-  const perSecond: { second: number; claimed: number; other: number }[] = [];
+  const perSecond: { second: number; claimed: number; other: number; unanswered: number }[] = [];
   const startedMs = performance.now();
   let acknowledged = 0;
   /** Every acknowledged claim, as packet:user, to find in the ledger afterwards. */
@@ -46,12 +59,13 @@ function steadyLoad(cluster: Cluster, packets: readonly string[], tokens: readon
   const note = (state: string) => {
     states.set(state, (states.get(state) ?? 0) + 1);
     const second = Math.floor((performance.now() - startedMs) / 1000);
-    while (perSecond.length <= second) perSecond.push({ second: perSecond.length, claimed: 0, other: 0 });
+    while (perSecond.length <= second) perSecond.push({ second: perSecond.length, claimed: 0, other: 0, unanswered: 0 });
     if (state === 'claimed') perSecond[second]!.claimed += 1;
+    else if (state.startsWith('error')) perSecond[second]!.unanswered += 1;
     else perSecond[second]!.other += 1;
   };
   const one = async () => {
-    const live = cluster.nodes.filter((node) => node.alive);
+    const live = cluster.nodes.filter((node) => node.ready);
     const index = sequence++;
     const node = live[index % live.length];
     if (node === undefined) return;
@@ -234,8 +248,11 @@ async function main() {
       );
 
       // Back to three: the same NODE_ID on the same port, then stable again (the loop's wait).
+      await sleep(RESTART_DELAY_MS);
       victim.start();
+      const restartedAtSecond = load.secondNow();
       await victim.waitReady();
+      Object.assign(entry, { restartedAtLoadSecond: restartedAtSecond, readyAgainAtLoadSecond: load.secondNow() });
     }
     await waitServing();
     await sleep(2_000);
@@ -248,16 +265,20 @@ async function main() {
     await expectBooked(cluster, acknowledged);
 
     // The steady load around each kill: acknowledged claims per second from 2 s before to 15 s after.
-    const around = kills.map((entry) =>
-      load.perSecond.slice(Math.max(0, entry.loadSecond - 2), entry.loadSecond + 16).map((second) => second.claimed),
-    );
+    const window = (entry: { loadSecond: number }) => load.perSecond.slice(Math.max(0, entry.loadSecond - 2), entry.loadSecond + AROUND_SECONDS);
+    const around = kills.map((entry) => window(entry).map((second) => second.claimed));
+    const refusedAround = kills.map((entry) => window(entry).map((second) => second.other));
+    const unansweredAround = kills.map((entry) => window(entry).map((second) => second.unanswered));
     emit({
       scenario: 'failover',
       mode: 'services',
       nodes: NODES,
       partitions: PARTITIONS,
       loadPerSecond: LOAD_PER_SECOND,
+      loadPackets: LOAD_PACKETS,
+      sharesPerPacket: SHARES,
       sessionTimeoutMs: 6_000,
+      restartDelayMs: RESTART_DELAY_MS,
       kills,
       firstMsP50: median(kills.map((entry) => entry.firstMs)),
       firstMsMax: Math.max(...kills.map((entry) => entry.firstMs)),
@@ -265,7 +286,7 @@ async function main() {
       allMsMax: Math.max(...kills.map((entry) => entry.allMs)),
       assignedMsP50: median(kills.map((entry) => entry.assignedMs)),
       takenMsP50: median(kills.map((entry) => entry.takenMs)),
-      load: { acknowledged: load.acknowledged, states: Object.fromEntries(load.states), claimedPerSecondAroundKills: around },
+      load: { acknowledged: load.acknowledged, states: Object.fromEntries(load.states), claimedPerSecondAroundKills: around, refusedPerSecondAroundKills: refusedAround, unansweredPerSecondAroundKills: unansweredAround },
       booked: verified.booked,
       unanswered,
     });
