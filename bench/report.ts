@@ -14,6 +14,10 @@ export interface Results {
   http: any[];
   /** Scenario 5: one user flooding while the others open (bench/scenarios/noisy.ts). */
   noisy?: any;
+  /** Scenario 7: HTTP open on a cluster of 1 and of 2 nodes (bench/scenarios/cluster-http.ts). */
+  clusterHttp?: any;
+  /** Scenario 8: kill -9 of a node under load (bench/scenarios/failover.ts). */
+  failover?: any;
   designs: Record<string, any>;
 }
 
@@ -77,6 +81,11 @@ export function renderReport(results: Results): string {
     `| durable, Kafka | ≥ 50,000 acknowledged claims/s; p99 ≤ 50 ms at 20,000/s | ${number(kafka?.saturation.claimsPerSecond)} claims/s; p99 ${number(at20k?.p99Ms, 1)} ms | ${met(kafka?.saturation.claimsPerSecond >= 50_000 && at20k?.p99Ms <= 50)} |`,
     `| ledger | ≥ 50,000 claims/s applied into Postgres | ${number(ledger.backlog.claimsPerSecond)} claims/s | ${met(ledger.backlog.claimsPerSecond >= 50_000)} |`,
     `| http | open ≥ 60 % of the node:http ceiling | ${number(http.ratioToCeiling * 100)} % (${number(http.open.requestsPerSecond)} vs ${number(http.ceiling.requestsPerSecond)} req/s, ${http.mode}) | ${met(http.ratioToCeiling >= 0.6)} |`,
+    ...(results.clusterHttp
+      ? [
+          `| cluster http | 2 nodes ≥ 1.5× one node (open req/s, services, this 2-core machine) | ${ratio(results.clusterHttp.ratios.twoToOne)} (${number(results.clusterHttp.stages['2 nodes'].requestsPerSecond)} vs ${number(results.clusterHttp.stages['1 node'].requestsPerSecond)} req/s) | ${met(results.clusterHttp.ratios.twoToOne >= 1.5)} |`,
+        ]
+      : []),
     `| vs redis-lua | ≥ 10× decided claims/s | ${ratio(rate('hongbao') / rate('redis-lua'))} | ${met(rate('hongbao') / rate('redis-lua') >= 10)} |`,
     `| vs pg-lock | ≥ 30× decided claims/s | ${ratio(rate('hongbao') / rate('pg-lock'))} | ${met(rate('hongbao') / rate('pg-lock') >= 30)} |`,
     `| durable vs every baseline | ahead of each | hongbao + Kafka ${number(rate('hongbao-kafka'))}, + table ${number(rate('hongbao-table'))} vs best baseline ${number(bestDurableBaseline)} claims/s | ${met(rate('hongbao-kafka') > bestDurableBaseline)} |`,
@@ -85,6 +94,9 @@ export function renderReport(results: Results): string {
     '## Where a target is missed, and what bounds it',
     '',
     ...ANALYSIS,
+    ...(results.clusterHttp
+      ? ['- **cluster http (2 nodes ≥ 1.5× one node)**: on these 2 cores a second node brings no CPU of its own; see section 7, "What bounds it", and the model in section 9.']
+      : []),
     '',
     '## 1. Engine alone (in process, no I/O)',
     '',
@@ -133,6 +145,9 @@ export function renderReport(results: Results): string {
     '',
     `${number(memory.packets)} live packets in one process: ${number(memory.heapBytesPerPacket)} bytes of heap per idle live packet (heap ${number(memory.heapMiB)} MiB).`,
     '',
+    ...(results.clusterHttp ? renderClusterHttpSection(results.clusterHttp) : []),
+    ...(results.failover ? renderFailoverSection(results.failover) : []),
+    ...(results.clusterHttp ? renderClusterModelSection(results.clusterHttp, results.failover) : []),
   );
   return lines.join('\n');
 }
@@ -188,6 +203,243 @@ export function renderLedgerConsumers(consumers: any): string[] {
   }
   lines.push('');
   return lines;
+}
+
+const CPU_COLUMNS = ['nodes', 'ledger', 'kafka', 'postgres', 'redis', 'load generator', 'other', 'machine'] as const;
+
+/** CPU of one stage in % of one core: the engine nodes summed (each listed), the rest by process group. */
+function cpuCells(stage: any): string[] {
+  const cpu = stage.cpuPercent ?? {};
+  const nodeNames = Object.keys(cpu).filter((name) => name.startsWith('node ') || name.startsWith('ceiling '));
+  const nodes = nodeNames.map((name) => cpu[name] as number);
+  const total = nodes.reduce((sum, value) => sum + value, 0);
+  return CPU_COLUMNS.map((column) => {
+    if (column === 'nodes') return nodes.length > 1 ? `${number(total)} (${nodes.map((value) => number(value)).join(' + ')})` : number(total);
+    return cpu[column] === undefined ? '—' : number(cpu[column]);
+  });
+}
+
+/** One run's requests/s, marked when other work on the machine took more than the stage allows even after its attempts. */
+function runCell(run: any, otherMax: number): string {
+  const other = run.cpuPercent?.other ?? 0;
+  return other > otherMax ? `${number(run.requestsPerSecond)}*` : number(run.requestsPerSecond);
+}
+
+/** Section 7: HTTP open on 1 and 2 nodes, the ceiling, the ratios and the CPU of every process. */
+export function renderClusterHttpSection(result: any): string[] {
+  const { stages, ratios } = result;
+  const one = stages['1 node'];
+  const two = stages['2 nodes'];
+  const owner = stages['2 nodes, owner-aware client'];
+  const ceiling = stages['ceiling ×1'];
+  const otherMax = result.otherCpuPercentMax ?? Number.POSITIVE_INFINITY;
+  const services = (stage: any) => ['kafka', 'postgres', 'redis', 'ledger', 'load generator'].reduce((sum, name) => sum + (stage.cpuPercent?.[name] ?? 0), 0);
+  const nodesCpu = (stage: any) => Object.entries<number>(stage.cpuPercent ?? {}).filter(([name]) => name.startsWith('node ')).reduce((sum, [, value]) => sum + value, 0);
+  const lines = [
+    '## 7. Cluster: HTTP open on 1 and on 2 nodes',
+    '',
+    `Services mode (Kafka, the Postgres server and Redis on this machine), ${result.partitions} slots; the nodes are ROLE=engine processes and one`,
+    'ROLE=ledger process books the log for all of them (its work is the same for 1 and for 2 nodes). One load generator',
+    `(autocannon, ${result.connections} connections, one process apart from the servers) spreads the opens over the nodes: one autocannon instance per`,
+    'node URL, the connections split evenly, drawing from one sequence of (packet, user) pairs, so a request that lands on a',
+    'node that does not own the packet is forwarded to its owner, as behind a plain load balancer. "Owner-aware client" sends',
+    'each open straight to its owner (nothing forwarded): what forwarding costs. The node:http ceiling (bench/ceiling-server.ts,',
+    'the same fixed answer) is measured with the same settings, by one process and by two with the connections split.',
+    `Workload: ${number(result.workload.packets)} lucky packets × ${result.workload.sharesPerPacket} shares on a fresh cluster (database, topic, processes) for every`,
+    `stage, every actor activated by a grab and every token minted before the clock, ${number(result.workload.users)} users, each (packet, user)`,
+    `pair once: the opens are new claims. ${result.durationS} s per stage after a warm-up; the stages run interleaved in ${result.rounds} rounds (order turned`,
+    'every round), medians; each stage\'s claims are checked against the ledger afterwards (all booked, no packet over its shares,',
+    `no user twice). A stage during which other work on the machine took more than ${number(otherMax)} % of a core is run again (3 attempts at`,
+    'most, the least disturbed kept); a run still above it is marked *.',
+    '',
+    '| stage | requests/s | claims/s | p50 ms | p99 ms | ÷ 1 node | ÷ ceiling (1 process) | runs (req/s) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  for (const [name, stage] of Object.entries<any>(stages)) {
+    const isCeiling = name.startsWith('ceiling');
+    lines.push(
+      `| ${name} | ${number(stage.requestsPerSecond)} | ${isCeiling ? '—' : number(stage.claimsPerSecond)} | ${number(stage.p50Ms, 1)} | ${number(stage.p99Ms, 1)} | ${isCeiling ? '—' : ratio(stage.requestsPerSecond / one.requestsPerSecond)} | ${number((stage.requestsPerSecond / ceiling.requestsPerSecond) * 100)} % | ${stage.runs.map((run: any) => runCell(run, otherMax)).join(', ')} |`,
+    );
+  }
+  lines.push(
+    '',
+    `**2 nodes ÷ 1 node: ${ratio(ratios.twoToOne)}** in requests/s (${ratio(ratios.twoToOneClaims)} in claims/s; owner-aware client ${owner ? ratio(owner.requestsPerSecond / one.requestsPerSecond) : 'n/a'}); target ≥ 1.5×: ${met(ratios.twoToOne >= 1.5)}.`,
+    `1 node ÷ ceiling ${number(ratios.oneToCeiling * 100, 1)} %, 2 nodes ÷ ceiling ${number(ratios.twoToCeiling * 100, 1)} %. Load average (1 min) at the start of each round: ${result.loadAverageByRound.map((value: number) => number(value, 2)).join(', ')}`,
+    '(the cluster\'s own processes count in it).',
+    '',
+    'CPU over the median run of each stage, in % of one core (this machine has 2: 200 % is all of it), from /proc/<pid>/stat;',
+    '"postgres" is the server\'s own processes and the backends of the stage\'s database, "other" is the machine\'s busy time',
+    'outside every listed process (other work on this machine); engine CPU per claim is the nodes\' CPU time over the claims.',
+    '',
+    `| stage | ${CPU_COLUMNS.join(' | ')} | engine CPU µs per claim |`,
+    `| --- | ${CPU_COLUMNS.map(() => '---:').join(' | ')} | ---: |`,
+  );
+  for (const [name, stage] of Object.entries<any>(stages)) {
+    lines.push(`| ${name} | ${cpuCells(stage).join(' | ')} | ${stage.engineCpuMicrosecondsPerClaim === undefined ? '—' : number(stage.engineCpuMicrosecondsPerClaim)} |`);
+  }
+  lines.push(
+    '',
+    'Inside the nodes over the same runs (their /metrics): the engine\'s open (decide, then the slot\'s fenced Kafka transaction)',
+    'and the whole HTTP request at the node that took it (with a forward, the two hops); Kafka transactions (one group commit',
+    'of one slot each) and the events they carry.',
+    '',
+    '| stage | engine open ms (mean) | HTTP open ms (mean) | transactions/s | events per transaction | forwarded |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  );
+  for (const [name, stage] of Object.entries<any>(stages)) {
+    if (stage.engineOpenMsMean === undefined) continue;
+    lines.push(`| ${name} | ${number(stage.engineOpenMsMean, 1)} | ${number(stage.httpOpenMsMean, 1)} | ${number(stage.transactionsPerSecond)} | ${number(stage.eventsPerTransaction, 1)} | ${number(stage.forwarded)} |`);
+  }
+  lines.push(
+    '',
+    '**What bounds it.** Every open is a claim that waits for its slot\'s next Kafka transaction (one in flight per slot, a',
+    `group commit each), so with ${result.connections} opens in flight the rate is at most ${result.connections} ÷ the open's latency (Little's law):`,
+    `1 node, ${number(one.engineOpenMsMean, 0)} ms → at most ${number((result.connections / one.engineOpenMsMean) * 1000)}/s, measured ${number(one.requestsPerSecond)}/s. Each slot completes ${number(one.transactionsPerSecond / result.partitions)} transactions/s`,
+    `(${number((1000 * result.partitions) / one.transactionsPerSecond)} ms each; an open waits for the one in flight, then its own). That latency is the transactions'`,
+    `round trips on a machine that has no CPU to spare: ${number(one.cpuPercent?.machine ?? Number.NaN)} % of 200 % busy with 1 node, of which the services, the ledger and the`,
+    `load generator take ${number(services(one))} % and the node ${number(nodesCpu(one))} %. A second node adds no core: with 2 nodes the machine is at`,
+    `${number(two.cpuPercent?.machine ?? Number.NaN)} %, the services, ledger and load generator take ${number(services(two))} %, and the ${number(nodesCpu(two))} % left to the nodes is spent at`,
+    `${number(two.engineCpuMicrosecondsPerClaim)} µs per claim instead of ${number(one.engineCpuMicrosecondsPerClaim)} (half the opens cross two nodes: the forward is a second HTTP request in`,
+    `and an undici request out; and the group commits carry ${number(two.eventsPerTransaction, 1)} events instead of ${number(one.eventsPerTransaction, 1)}). Sending each open to its owner`,
+    `removes the forwards: ${owner ? `${number(owner.engineCpuMicrosecondsPerClaim)} µs per claim, ${number(owner.requestsPerSecond)}/s (${ratio(owner.requestsPerSecond / one.requestsPerSecond)} one node)` : 'not measured'}, still on the same two cores.`,
+    'The ceiling is itself bound by the load generator (autocannon at one full core in the CPU table), which is why two',
+    'ceiling processes answer no more than one. A second node can only pay off where it brings its own cores: the model below.',
+    '',
+  );
+  return lines;
+}
+
+/** Section 8: from kill -9 of a node to the first acknowledged open of a packet whose slot moved. */
+export function renderFailoverSection(result: any): string[] {
+  const lines = [
+    '## 8. Failover: kill -9 of a node under load',
+    '',
+    `${result.nodes} ROLE=engine nodes and one ROLE=ledger process on the local services, ${result.partitions} slots, a steady ${number(result.loadPerSecond)} opens/s`,
+    'offered round robin over the ready nodes (open loop, at most 256 in flight, 3 s timeout; as behind a load balancer whose',
+    'health check drops a killed node at once and takes a restarted one back once it is ready), each (packet, user) pair once,',
+    `on ${number(result.loadPackets ?? 3_000)} packets × ${result.sharesPerPacket ?? 100} shares. Before each kill the cluster is stable (every node names the same`,
+    'owners, every slot acknowledges an open through every node); the slots the victim owns are read from GET /v1/admin/cluster;',
+    'then SIGKILL, and each moved slot is probed every 20 ms with a fresh user against the survivors until an open is',
+    `answered \`claimed\`. The victim is started again with the same NODE_ID ${number((result.restartDelayMs ?? 10_000) / 1000)} s after the takeover, before the next kill.`,
+    `Session timeout ${number(result.sessionTimeoutMs)} ms, heartbeat every second.`,
+    '"assigned": the first survivor\'s log line with its new assignment (failure detection + rebalance); "taken": the last moved',
+    'slot taken (its fence and the ledger caught up to its end), both from the survivors\' own logs; "first open": the first',
+    'acknowledged open of a moved slot, the figure asked for; "all slots": every moved slot acknowledged one.',
+    '',
+    '| kill | victim | slots moved | assigned ms | taken ms | first open ms | all slots ms | probe answers before |',
+    '| ---: | --- | --- | ---: | ---: | ---: | ---: | --- |',
+  ];
+  result.kills.forEach((kill: any, index: number) => {
+    const answers = Object.entries(kill.probeAnswersBefore)
+      .map(([state, count]) => `${state}: ${number(count as number)}`)
+      .join(', ');
+    lines.push(`| ${index + 1} | ${kill.victim} | ${kill.slots.join(', ')} | ${number(kill.assignedMs)} | ${number(kill.takenMs)} | ${number(kill.firstMs)} | ${number(kill.allMs)} | ${answers} |`);
+  });
+  const states = Object.entries(result.load.states)
+    .map(([state, count]) => `${state}: ${number(count as number)}`)
+    .join(', ');
+  const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+  const around: number[][] = result.load.claimedPerSecondAroundKills;
+  // Index 2 of each row is the second of the kill; "after" runs from 3 s past the last moved slot's takeover to the restart.
+  const after = result.kills.flatMap((kill: any, index: number) => {
+    const from = 2 + Math.ceil(kill.allMs / 1000) + 3;
+    const to = 2 + (kill.restartedAtLoadSecond ?? kill.loadSecond + 12) - kill.loadSecond;
+    return around[index]!.slice(from, Math.max(from, to));
+  });
+  lines.push(
+    '',
+    `First acknowledged open of a moved slot: **p50 ${number(result.firstMsP50)} ms, max ${number(result.firstMsMax)} ms** over ${result.kills.length} kills; every moved slot: p50 ${number(result.allMsP50)} ms, max ${number(result.allMsMax)} ms.`,
+    `Of that, p50 ${number(result.assignedMsP50)} ms until a survivor is assigned the slots (the session timeout, counted from the victim's last heartbeat,`,
+    `up to 1 s before the kill, then the rebalance), ${number(result.takenMsP50 - result.assignedMsP50)} ms more until the last moved slot is taken (fence + catch-up),`,
+    'and the first probe lands once the survivors\' routing table names the new owner (read every second and after each assignment).',
+    `The steady load acknowledged ${number(mean(around.flatMap((row) => row.slice(0, 2))))} claims/s in the 2 s before a kill, ${number(mean(around.flatMap((row) => row.slice(3, 8))))}/s in the 5 s after it (the opens`,
+    'of the dead node\'s slots answer unavailable or busy, the other slots go on), and ' + `${number(mean(after))}/s from 3 s after the takeover until the`,
+    `victim was started again (the new owners activate the moved packets in the first seconds); the restart comes ${number((result.restartDelayMs ?? 10_000) / 1000)} s after the`,
+    'takeover and its start-up and the slots it takes back cost the others a few seconds more.',
+    `The steady load's answers over the whole run: ${states}; every acknowledged claim was found booked (${number(result.booked)} booked,`,
+    `${number(result.unanswered)} requests got no answer — the killed node's and timeouts — and may or may not have claimed).`,
+    '',
+  );
+  return lines;
+}
+
+/** The assumptions of the capacity model, in one place so the text and the figure agree. */
+export const MODEL = {
+  peakOpensPerSecond: 409_000,
+  coresPerHost: 2,
+  /** One engine process per core: a Node event loop uses one. */
+  processesPerHost: 2,
+  /** CPU busy at the peak, the rest kept for bursts, GC and a failed host's slots. */
+  utilization: 0.6,
+};
+
+export function clusterModel(result: any) {
+  const direct = result.stages['1 node'].engineCpuMicrosecondsPerClaim as number;
+  const roundRobin = result.stages['2 nodes'].engineCpuMicrosecondsPerClaim as number;
+  const owner = result.stages['2 nodes, owner-aware client']?.engineCpuMicrosecondsPerClaim as number | undefined;
+  // With 2 nodes behind round robin half the opens are forwarded: what a forward adds, per forwarded open.
+  const forwardExtra = owner === undefined ? Number.NaN : Math.max(0, 2 * (roundRobin - owner));
+  const hosts = (microseconds: number) => Math.ceil((MODEL.peakOpensPerSecond * microseconds) / 1e6 / (MODEL.processesPerHost * MODEL.utilization));
+  const perProcess = (microseconds: number) => 1e6 / microseconds;
+  // Behind a plain load balancer with many nodes nearly every open lands on a non-owner.
+  const plain = direct + forwardExtra;
+  // What the shared services spent per claim beside one node (same run): what their own hosts would have to supply.
+  const one = result.stages['1 node'];
+  const perClaim = (name: string) => ((one.cpuPercent?.[name] ?? Number.NaN) / 100 / one.claimsPerSecond) * 1e6;
+  const services = { kafka: perClaim('kafka'), postgres: perClaim('postgres'), ledger: perClaim('ledger'), redis: perClaim('redis') };
+  const cores = (microseconds: number) => (MODEL.peakOpensPerSecond * microseconds) / 1e6;
+  return {
+    direct,
+    roundRobin,
+    owner,
+    forwardExtra,
+    plain,
+    hostsOwnerAware: hosts(direct),
+    hostsPlain: hosts(plain),
+    perProcessDirect: perProcess(direct),
+    perProcessPlain: perProcess(plain),
+    services,
+    serviceCores: { kafka: cores(services.kafka), postgres: cores(services.postgres), ledger: cores(services.ledger), redis: cores(services.redis) },
+  };
+}
+
+/** Section 9: how many 2-core nodes WeChat's 2016 New Year's Eve peak would need, from the costs measured in section 7. */
+export function renderClusterModelSection(result: any, failover?: any): string[] {
+  const model = clusterModel(result);
+  const one = result.stages['1 node'];
+  return [
+    '## 9. Model: nodes for WeChat\'s 2016 New Year\'s Eve peak (409,000 opens/s)',
+    '',
+    `Measured (section 7, median runs): one engine node acknowledged ${number(one.claimsPerSecond)} claims/s using ${number(one.cpuPercent?.['node n1'] ?? Number.NaN)} % of a core, i.e.`,
+    `**${number(model.direct)} µs of engine CPU per open** with nothing forwarded (the owner-aware 2-node stage: ${number(model.owner ?? Number.NaN)} µs);`,
+    `behind round robin on 2 nodes, where half the opens are forwarded, ${number(model.roundRobin)} µs, so a forward adds about ${number(model.forwardExtra)} µs`,
+    '(the receiving node parses and authenticates it, passes it on with undici and relays the answer; and that stage\'s group commits were smaller).',
+    'On this machine a node cannot use its core: it shares 2 cores with Kafka, Postgres, Redis, the ledger and the load generator',
+    '(section 7\'s CPU table); the model takes the CPU cost per open, not the rate measured here.',
+    '',
+    'Assumptions:',
+    '- every open is a new claim (the costly case: each waits for a fenced Kafka transaction; `already_claimed`/`sold_out` answers are cheaper);',
+    `- engine hosts run only engine processes, ${MODEL.processesPerHost} per ${MODEL.coresPerHost}-core host (a Node event loop uses one core); Kafka, the ledger consumers and their`,
+    '  Postgres, Redis and the load balancers are on hosts of their own and sized apart (their cost per claim is below);',
+    `- each process is run at ${number(MODEL.utilization * 100)} % of its core at the peak (headroom for bursts, GC, and the slots of a failed host: a node`,
+    `  killed under load moves its slots in ${failover ? `${number(failover.firstMsP50 / 1000, 1)}–${number(failover.allMsMax / 1000, 1)} s` : 'about the session timeout'}, section 8, and the survivors take its share);`,
+    '- the per-open cost does not grow with the cluster (the slot table and the forward pool are per node; KAFKA_PARTITIONS must be at',
+    '  least the number of engine processes — its maximum, 1024, caps one topic at 1024 processes);',
+    '- one region, one topic; no cost for TLS.',
+    '',
+    '| router in front of the nodes | engine CPU µs per open | opens/s per process at 100 % | 2-core hosts for 409,000 opens/s |',
+    '| --- | ---: | ---: | ---: |',
+    `| owner-aware (routes each packet to its owner, as WeChat's access layer routes a packet to one logic server) | ${number(model.direct)} | ${number(model.perProcessDirect)} | **${number(model.hostsOwnerAware)}** |`,
+    `| plain load balancer (almost every open forwarded once) | ${number(model.plain)} | ${number(model.perProcessPlain)} | **${number(model.hostsPlain)}** |`,
+    '',
+    `hosts = ⌈409,000 × µs per open ÷ 10⁶ ÷ (${MODEL.processesPerHost} processes × ${MODEL.utilization})⌉.`,
+    '',
+    `Not in the count, but measured beside the one node in the same run (CPU per claim here, and the cores it would take at`,
+    `409,000/s at 100 %): Kafka ${number(model.services.kafka)} µs (${number(model.serviceCores.kafka)} cores; one broker, replication factor 1 — three replicas cost more),`,
+    `Postgres ${number(model.services.postgres)} µs (${number(model.serviceCores.postgres)}), the ledger consumer ${number(model.services.ledger)} µs (${number(model.serviceCores.ledger)}), Redis ${number(model.services.redis)} µs (${number(model.serviceCores.redis)}): the services together cost`,
+    `about as much CPU per claim as the engine, so a real deployment needs about as many cores again for them, on hosts of their own.`,
+    '',
+  ];
 }
 
 function describeWorkload(workload: any): string {

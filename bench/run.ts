@@ -11,7 +11,7 @@ import { machine, quick } from './support.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RUNS = quick ? 1 : 3;
 
-function runScenario(label: string, args: string[], nodeFlags: string[] = []): any {
+function runScenario(label: string, args: string[], nodeFlags: string[] = [], timeoutMs = 20 * 60_000): any {
   const started = Date.now();
   process.stderr.write(`[bench] ${label} …`);
   const child = spawnSync(process.execPath, [...nodeFlags, '--import', 'tsx', ...args, ...(quick ? ['--quick'] : [])], {
@@ -19,7 +19,7 @@ function runScenario(label: string, args: string[], nodeFlags: string[] = []): a
     encoding: 'utf8',
     env: { ...process.env, LOG_LEVEL: 'error', KAFKAJS_NO_PARTITIONER_WARNING: '1' },
     maxBuffer: 64 * 1024 * 1024,
-    timeout: 20 * 60_000,
+    timeout: timeoutMs,
   });
   const lines = child.stdout.trim().split('\n');
   if (child.status !== 0) {
@@ -51,6 +51,9 @@ const results: Results = {
   ledger: runScenario('ledger', ['bench/scenarios/ledger.ts']),
   http: [runScenario('http (services)', ['bench/scenarios/http.ts', '--services']), runScenario('http (embedded)', ['bench/scenarios/http.ts'])],
   noisy: runScenario('noisy neighbour', ['bench/scenarios/noisy.ts']),
+  // About 9 minutes; a stage disturbed by other work on the machine is run again (up to 3 times).
+  clusterHttp: runScenario('cluster http (1 vs 2 nodes)', ['bench/scenarios/cluster-http.ts'], [], 45 * 60_000),
+  failover: runScenario('failover (kill -9 of a node)', ['bench/scenarios/failover.ts']),
   designs: Object.fromEntries(designs.map((design) => [design, runDesign(design, workloadArgs)])),
 };
 
