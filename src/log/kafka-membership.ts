@@ -75,6 +75,28 @@ function decodeMember(userData: Buffer | null | undefined): MemberData | undefin
   }
 }
 
+/**
+ * describeGroup during a rebalance returns members whose metadata or assignment is empty or
+ * not yet of our protocol; kafkajs's decoders throw on those. Such a member owns nothing yet.
+ */
+function decodeAssignment(buffer: Buffer): Record<string, number[]> | undefined {
+  if (buffer.length === 0) return undefined;
+  try {
+    return AssignerProtocol.MemberAssignment.decode(buffer)?.assignment ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeMetadata(buffer: Buffer): Buffer | undefined {
+  if (buffer.length === 0) return undefined;
+  try {
+    return AssignerProtocol.MemberMetadata.decode(buffer)?.userData ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The kafkajs assigner: the leader runs `assign` over every member's metadata. */
 function stickyAssigner(options: MembershipOptions): PartitionAssigner {
   return (): Assigner => ({
@@ -154,10 +176,9 @@ export class SlotMembership {
         const group = await consumer.describeGroup();
         this.members = group.members
           .map((member): ClusterMember | undefined => {
-            const data = decodeMember(AssignerProtocol.MemberMetadata.decode(member.memberMetadata)?.userData);
+            const data = decodeMember(decodeMetadata(member.memberMetadata));
             if (data === undefined) return undefined;
-            const assignment = member.memberAssignment.length > 0 ? AssignerProtocol.MemberAssignment.decode(member.memberAssignment) : null;
-            const owns = [...(assignment?.assignment[this.options.topic] ?? [])].sort((left, right) => left - right);
+            const owns = [...(decodeAssignment(member.memberAssignment)?.[this.options.topic] ?? [])].sort((left, right) => left - right);
             return { memberId: member.memberId, nodeId: data.nodeId, url: data.url, role: data.role, owns };
           })
           .filter((member): member is ClusterMember => member !== undefined && !member.nodeId.endsWith(NUDGER_SUFFIX))
