@@ -1,9 +1,10 @@
 // Scenario 3, ledger: the consumer applying claims into the Postgres server (batched, one
 // transaction per batch, bulk statements). (a) backlog: claims/s draining a full log;
 // (b) live: claims fed at a fixed rate, lag sampled while it runs; (c) consumers: one Kafka
-// backlog applied by 1 and by 2 consumer processes of one group (and by 1 consumer applying 2
-// partitions' batches at once), each into its own copy of the same database, in interleaved
-// rounds. `--consumer …` runs this file as one such consumer process.
+// backlog applied by 1 and by 2 consumer processes of one group, each applying the batches of
+// PARTITIONS_CONSUMED_CONCURRENTLY partitions at once and, for comparison, one at a time, each
+// case into its own copy of the same database, in interleaved rounds. `--consumer …` runs this
+// file as one such consumer process.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -18,7 +19,7 @@ import { LedgerConsumer } from '../../src/ledger/ledger-consumer.js';
 import { storeSentPacket } from '../../src/ledger/packet-store.js';
 import { deposit } from '../../src/ledger/wallets.js';
 import type { ClaimEvent } from '../../src/log/events.js';
-import { KafkaLog } from '../../src/log/kafka-log.js';
+import { KafkaLog, PARTITIONS_CONSUMED_CONCURRENTLY } from '../../src/log/kafka-log.js';
 import { MemoryLog } from '../../src/log/memory-log.js';
 import { freshServerDatabase } from '../../test/support/server-database.js';
 import { argument, emit, median, percentile, quick } from '../support.js';
@@ -208,10 +209,12 @@ async function consumers(packets: number, rounds: number) {
     for (let index = 0; index < events.length; index += APPEND_EVENTS_MAX) await log.append(events.slice(index, index + APPEND_EVENTS_MAX));
     const heads = await log.heads();
 
+    // As configured (PARTITIONS_CONSUMED_CONCURRENTLY batches at once per consumer), and with one at a time.
     const cases: ConsumersCase[] = [
-      { label: '1 consumer', consumers: 1, concurrency: 1 },
-      { label: '2 consumers', consumers: 2, concurrency: 1 },
-      { label: '1 consumer, 2 batches at once', consumers: 1, concurrency: 2 },
+      { label: '1 consumer', consumers: 1, concurrency: PARTITIONS_CONSUMED_CONCURRENTLY },
+      { label: '2 consumers', consumers: 2, concurrency: PARTITIONS_CONSUMED_CONCURRENTLY },
+      { label: '1 consumer, 1 batch at a time', consumers: 1, concurrency: 1 },
+      { label: '2 consumers, 1 batch at a time each', consumers: 2, concurrency: 1 },
     ];
     const results = new Map<string, Awaited<ReturnType<typeof measureConsumers>>[]>();
     for (let round = 0; round < rounds; round += 1) {
@@ -242,8 +245,10 @@ async function consumers(packets: number, rounds: number) {
       users: CROWD_USERS,
       rounds,
       cases: summary,
+      batchesAtOnce: PARTITIONS_CONSUMED_CONCURRENTLY,
       ratioTwoConsumers: rate('2 consumers') / rate('1 consumer'),
-      ratioTwoBatchesAtOnce: rate('1 consumer, 2 batches at once') / rate('1 consumer'),
+      ratioTwoConsumersOneBatchAtATime: rate('2 consumers, 1 batch at a time each') / rate('1 consumer, 1 batch at a time'),
+      ratioBatchesAtOnce: rate('1 consumer') / rate('1 consumer, 1 batch at a time'),
     };
   } finally {
     await log.close();
@@ -374,7 +379,7 @@ async function main(): Promise<void> {
     const liveResult = only ? undefined : await live(database.db, quick ? 200 : 1_000, 20_000);
     const check = await rowsOf<{ sum: string | null }>(database.db, sql`select sum(balance_fen)::text as sum from accounts`);
     if (Number(check[0]?.sum ?? 0) !== 0) throw new Error('the book does not balance after the run');
-    const consumersResult = await consumers(quick ? 300 : 2_000, argument('rounds', quick ? 1 : 3));
+    const consumersResult = await consumers(argument('packets', quick ? 300 : 2_000), argument('rounds', quick ? 1 : 3));
     emit({ scenario: 'ledger', backlog: backlogResult, live: liveResult, consumers: consumersResult });
   } finally {
     await database.close();
