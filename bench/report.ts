@@ -189,16 +189,19 @@ export function renderLedgerConsumers(consumers: any): string[] {
     `One backlog of ${number(consumers.claims)} claims on a Kafka topic of ${consumers.partitions} partitions (openers drawn from ${number(consumers.users)} users),`,
     'applied from the start into a fresh copy of the same database by each case; the clock starts once every consumer holds',
     `its partitions and stops when the stored positions reach the heads; every run verified. ${consumers.rounds} interleaved rounds, medians.`,
-    'CPU in % of one core over the median run: the Postgres backends of that database, the consumer processes, the whole machine.',
+    `A consumer applies the batches of ${consumers.batchesAtOnce} partitions at once (\`PARTITIONS_CONSUMED_CONCURRENTLY\`); the last two rows one at a time.`,
+    'CPU in % of one core over the median run: the Postgres backends of that database, the consumer processes, the whole machine;',
+    'the 1-minute load average at its end (other work on the machine shares its cores).',
     '',
-    '| case | claims/s | ÷ 1 consumer | runs (claims/s) | claims per consumer | CPU: postgres / consumers / machine |',
-    '| --- | ---: | ---: | --- | --- | --- |',
+    '| case | claims/s | ÷ 1 consumer (same batches at once) | runs (claims/s) | claims per consumer | CPU: postgres / consumers / machine | load average |',
+    '| --- | ---: | ---: | --- | --- | --- | ---: |',
   ];
-  const single = consumers.cases.find((entry: any) => entry.consumers === 1 && entry.concurrency === 1)?.claimsPerSecond ?? Number.NaN;
+  const single = (concurrency: number) =>
+    consumers.cases.find((entry: any) => entry.consumers === 1 && entry.concurrency === concurrency)?.claimsPerSecond ?? Number.NaN;
   for (const entry of consumers.cases) {
     const { cpu, shares } = entry.median;
     lines.push(
-      `| ${entry.label} | ${number(entry.claimsPerSecond)} | ${number(entry.claimsPerSecond / single, 2)}× | ${entry.runs.map((value: number) => number(value)).join(', ')} | ${shares.map((value: number) => number(value)).join(' + ')} | ${cpu.postgres} % / ${cpu.consumers} % / ${cpu.machine} % |`,
+      `| ${entry.label} | ${number(entry.claimsPerSecond)} | ${number(entry.claimsPerSecond / single(entry.concurrency), 2)}× | ${entry.runs.map((value: number) => number(value)).join(', ')} | ${shares.map((value: number) => number(value)).join(' + ')} | ${cpu.postgres} % / ${cpu.consumers} % / ${cpu.machine} % | ${number(entry.median.loadAverage, 1)} |`,
     );
   }
   lines.push('');

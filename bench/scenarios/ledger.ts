@@ -1,9 +1,10 @@
 // Scenario 3, ledger: the consumer applying claims into the Postgres server (batched, one
 // transaction per batch, bulk statements). (a) backlog: claims/s draining a full log;
 // (b) live: claims fed at a fixed rate, lag sampled while it runs; (c) consumers: one Kafka
-// backlog applied by 1 and by 2 consumer processes of one group (and by 1 consumer applying 2
-// partitions' batches at once), each into its own copy of the same database, in interleaved
-// rounds. `--consumer …` runs this file as one such consumer process.
+// backlog applied by 1 and by 2 consumer processes of one group, each applying the batches of
+// PARTITIONS_CONSUMED_CONCURRENTLY partitions at once and, for comparison, one at a time, each
+// case into its own copy of the same database, in interleaved rounds. `--consumer …` runs this
+// file as one such consumer process.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -18,10 +19,10 @@ import { LedgerConsumer } from '../../src/ledger/ledger-consumer.js';
 import { storeSentPacket } from '../../src/ledger/packet-store.js';
 import { deposit } from '../../src/ledger/wallets.js';
 import type { ClaimEvent } from '../../src/log/events.js';
-import { KafkaLog } from '../../src/log/kafka-log.js';
+import { KafkaLog, PARTITIONS_CONSUMED_CONCURRENTLY } from '../../src/log/kafka-log.js';
 import { MemoryLog } from '../../src/log/memory-log.js';
 import { freshServerDatabase } from '../../test/support/server-database.js';
-import { emit, median, percentile, quick } from '../support.js';
+import { argument, emit, median, percentile, quick } from '../support.js';
 
 const baseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((broker) => broker.trim()).filter(Boolean);
@@ -169,6 +170,16 @@ async function backendsOf(client: pg.Client): Promise<number[]> {
   return rows.map((row) => row.pid);
 }
 
+/**
+ * A client whose lost connection (another user of the machine restarting Postgres) fails the
+ * query in progress, so the run fails and cleans up, rather than killing the process unheard.
+ */
+function client(url: string): pg.Client {
+  const created = new pg.Client({ connectionString: url });
+  created.on('error', (error) => process.stderr.write(`[ledger] database connection lost: ${error.message}\n`));
+  return created;
+}
+
 interface ConsumersCase {
   readonly label: string;
   readonly consumers: number;
@@ -185,7 +196,7 @@ async function consumers(packets: number, rounds: number) {
   const template = await freshServerDatabase(baseUrl);
   const templateName = new URL(template.url).pathname.slice(1);
   const copies: string[] = [];
-  const server = new pg.Client({ connectionString: baseUrl });
+  const server = client(baseUrl);
   await server.connect();
   const log = await KafkaLog.open({ brokers, topic, partitions: PARTITIONS, clientId: `hongbao-bench-${run}`, groupId: `${topic}.unused`, logger: pino({ level: 'error' }) });
   try {
@@ -198,10 +209,12 @@ async function consumers(packets: number, rounds: number) {
     for (let index = 0; index < events.length; index += APPEND_EVENTS_MAX) await log.append(events.slice(index, index + APPEND_EVENTS_MAX));
     const heads = await log.heads();
 
+    // As configured (PARTITIONS_CONSUMED_CONCURRENTLY batches at once per consumer), and with one at a time.
     const cases: ConsumersCase[] = [
-      { label: '1 consumer', consumers: 1, concurrency: 1 },
-      { label: '2 consumers', consumers: 2, concurrency: 1 },
-      { label: '1 consumer, 2 batches at once', consumers: 1, concurrency: 2 },
+      { label: '1 consumer', consumers: 1, concurrency: PARTITIONS_CONSUMED_CONCURRENTLY },
+      { label: '2 consumers', consumers: 2, concurrency: PARTITIONS_CONSUMED_CONCURRENTLY },
+      { label: '1 consumer, 1 batch at a time', consumers: 1, concurrency: 1 },
+      { label: '2 consumers, 1 batch at a time each', consumers: 2, concurrency: 1 },
     ];
     const results = new Map<string, Awaited<ReturnType<typeof measureConsumers>>[]>();
     for (let round = 0; round < rounds; round += 1) {
@@ -215,6 +228,7 @@ async function consumers(packets: number, rounds: number) {
         url.pathname = `/${name}`;
         const outcome = await measureConsumers({ admin, topic, url: url.toString(), group: `${topic}.ledger.${name}`, entry, heads, total: events.length, deposited });
         results.set(entry.label, [...(results.get(entry.label) ?? []), outcome]);
+        process.stderr.write(`[ledger] round ${round + 1}/${rounds}, ${entry.label}: ${Math.round(outcome.claimsPerSecond)} claims/s ${JSON.stringify(outcome)}\n`);
         await server.query(`drop database ${name} with (force)`);
         copies.splice(copies.indexOf(name), 1);
       }
@@ -231,8 +245,10 @@ async function consumers(packets: number, rounds: number) {
       users: CROWD_USERS,
       rounds,
       cases: summary,
+      batchesAtOnce: PARTITIONS_CONSUMED_CONCURRENTLY,
       ratioTwoConsumers: rate('2 consumers') / rate('1 consumer'),
-      ratioTwoBatchesAtOnce: rate('1 consumer, 2 batches at once') / rate('1 consumer'),
+      ratioTwoConsumersOneBatchAtATime: rate('2 consumers, 1 batch at a time each') / rate('1 consumer, 1 batch at a time'),
+      ratioBatchesAtOnce: rate('1 consumer') / rate('1 consumer, 1 batch at a time'),
     };
   } finally {
     await log.close();
@@ -257,7 +273,7 @@ async function measureConsumers(options: {
   const { admin, topic, url, group, entry, heads, total, deposited } = options;
   // Held until every consumer holds its partitions, so the clock starts with all of them ready:
   // each (re)assignment reads the stored positions first, and that read waits for this lock.
-  const gate = new pg.Client({ connectionString: url });
+  const gate = client(url);
   await gate.connect();
   await gate.query('begin');
   await gate.query('lock table log_positions in access exclusive mode');
@@ -287,7 +303,7 @@ async function measureConsumers(options: {
       await started;
     }
     await untilAssigned(admin, group, topic, entry.consumers);
-    const database = new pg.Client({ connectionString: url });
+    const database = client(url);
     await database.connect();
     const backendsBefore = (await backendsOf(database)).filter((pid) => pid !== (gate as unknown as { processID: number }).processID);
     const cpuBefore = cpuSnapshot(backendsBefore);
@@ -363,7 +379,7 @@ async function main(): Promise<void> {
     const liveResult = only ? undefined : await live(database.db, quick ? 200 : 1_000, 20_000);
     const check = await rowsOf<{ sum: string | null }>(database.db, sql`select sum(balance_fen)::text as sum from accounts`);
     if (Number(check[0]?.sum ?? 0) !== 0) throw new Error('the book does not balance after the run');
-    const consumersResult = await consumers(quick ? 300 : 2_000, quick ? 1 : 3);
+    const consumersResult = await consumers(argument('packets', quick ? 300 : 2_000), argument('rounds', quick ? 1 : 3));
     emit({ scenario: 'ledger', backlog: backlogResult, live: liveResult, consumers: consumersResult });
   } finally {
     await database.close();

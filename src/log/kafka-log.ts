@@ -72,10 +72,13 @@ export const SKIPPED_POSITION_ATTEMPTS = 3;
 /** Pause before the start positions are read again for an assignment (the database did not answer). */
 const POSITIONS_RETRY_DELAY_MS = 1_000;
 /**
- * Batches (of different partitions) one consumer applies at once: one transaction stream per
- * consumer; more streams come from more consumers (bench/RESULTS.md, "Ledger consumers: 1 vs 2").
+ * Batches (of different partitions) one consumer hands the ledger at once: two transaction
+ * streams per consumer. One stream leaves Postgres idle while the consumer reads and parses the
+ * next batch; two kept both cores of the bench machine busy, 1.25–1.55× one (bench/RESULTS.md,
+ * "Ledger consumers: 1 vs 2"). Batches of different partitions share no packet and lock
+ * shared wallets in one order (ledger-consumer.ts, applyBatch).
  */
-const PARTITIONS_CONSUMED_CONCURRENTLY = 1;
+export const PARTITIONS_CONSUMED_CONCURRENTLY = 2;
 /** Pause before a consumer that kafkajs gave up on is started afresh. */
 const CONSUMER_RESTART_DELAY_MS = 1_000;
 

@@ -181,24 +181,29 @@ async function untilGroupShared(groupId: string, topic: string, clientIds: reado
 }
 
 /**
- * The database as one consumer sees it, its transactions held at a gate the test opens: the first
- * `held` of them wait (BEGIN sent, no statement yet) until open() is called.
+ * The database as one consumer sees it, its first transaction held at a gate the test opens
+ * (BEGIN sent, no statement yet). `arrived` resolves once it waits, `settled` once it committed
+ * or failed after open().
  */
-function gatedDatabase(db: Db, held: number) {
+function gatedDatabase(db: Db) {
   let open: () => void = () => {};
   const gate = new Promise<void>((resolve) => (open = resolve));
   let waiting: () => void = () => {};
   const arrived = new Promise<void>((resolve) => (waiting = resolve));
+  let settle: (outcome: 'committed' | 'failed') => void = () => {};
+  const settled = new Promise<'committed' | 'failed'>((resolve) => (settle = resolve));
   let started = 0;
-  const transaction: Db['transaction'] = (work, config) =>
-    db.transaction(async (tx) => {
-      started += 1;
-      if (started <= held) {
-        if (started === held) waiting();
-        await gate;
-      }
+  const transaction: Db['transaction'] = (work, config) => {
+    started += 1;
+    if (started > 1) return db.transaction(work, config);
+    const held = db.transaction(async (tx) => {
+      waiting();
+      await gate;
       return work(tx);
     }, config);
+    held.then(() => settle('committed'), () => settle('failed'));
+    return held;
+  };
   const gated = new Proxy(db, {
     get(target, property) {
       if (property === 'transaction') return transaction;
@@ -206,7 +211,7 @@ function gatedDatabase(db: Db, held: number) {
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
   });
-  return { db: gated, arrived, open: () => open() };
+  return { db: gated, arrived, settled, open: () => open() };
 }
 
 async function currentDatabase(db: Db): Promise<string> {
@@ -234,8 +239,8 @@ describe('consumers sharing the partitions', () => {
     const ids = await sendPackets(database.db, 'share', 40);
     expect(new Set(ids.map((id) => firstLog.partitionOf(id))).size).toBe(4);
     // Each consumer's first batch waits until the other's has begun too: both in a transaction at once.
-    const firstGate = gatedDatabase(database.db, 1);
-    const secondGate = gatedDatabase(database.db, 1);
+    const firstGate = gatedDatabase(database.db);
+    const secondGate = gatedDatabase(database.db);
     void Promise.all([firstGate.arrived, secondGate.arrived]).then(() => {
       firstGate.open();
       secondGate.open();
@@ -279,10 +284,8 @@ describe('consumers sharing the partitions', () => {
     const stuckLog = await openLog(topic, 2, stuckClient);
     const rescuerLog = await openLog(topic, 2, rescuerClient);
     const ids = await sendPackets(database.db, 'zombie', 10);
-    const gate = gatedDatabase(database.db, 1);
-    let lateCommit: () => void = () => {};
-    const committedLate = new Promise<void>((resolve) => (lateCommit = resolve));
-    const stuck = new LedgerConsumer(gate.db, stuckLog, { onApplied: ({ claims }) => claims.length > 0 && lateCommit() });
+    const gate = gatedDatabase(database.db);
+    const stuck = new LedgerConsumer(gate.db, stuckLog);
     await stuck.start();
     cleanups.push(() => stuck.stop());
     await untilGroupShared(`${topic}.ledger`, topic, [stuckClient]);
@@ -292,7 +295,7 @@ describe('consumers sharing the partitions', () => {
     await stuckLog.append(claimsFor(ids, SHARES / 2 + 1, SHARES));
 
     // The stuck one neither heartbeats nor rejoins: after the rebalance timeout the rescuer holds
-    // every partition, from the positions stored (none: the stuck batch has not committed).
+    // every partition, from the positions stored then (the stuck batch's are not among them).
     const rescuer = new LedgerConsumer(database.db, rescuerLog);
     await rescuer.start();
     cleanups.push(() => rescuer.stop());
@@ -303,9 +306,9 @@ describe('consumers sharing the partitions', () => {
 
     // The stuck batch goes on and commits what the rescuer already booked: a double application.
     gate.open();
-    await committedLate;
+    expect(await gate.settled).toBe('committed');
     const after = { books: await books(database, stuckLog), positions: await storedPositions(database.db) };
-    expect(stuck.appliedEvents).toBeGreaterThan(0);
+    await until(() => stuck.appliedEvents > 0);
     expect(after).toEqual(before);
     expect(stuck.conflicts + rescuer.conflicts).toBe(0);
   });
