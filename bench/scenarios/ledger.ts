@@ -4,7 +4,8 @@
 // backlog applied by 1 and by 2 consumer processes of one group, each applying the batches of
 // PARTITIONS_CONSUMED_CONCURRENTLY partitions at once and, for comparison, one at a time, each
 // case into its own copy of the same database, in interleaved rounds. `--consumer …` runs this
-// file as one such consumer process.
+// file as one such consumer process. By hand: `--consumers-only` runs part (c) alone, with
+// `--packets` (2,000: 200,000 claims), `--rounds` (3) and `--users` (50,000).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -31,10 +32,11 @@ const SHARES = 100;
 /** Part (c): partitions of the backlog's topic (the default KAFKA_PARTITIONS). */
 const PARTITIONS = 8;
 /**
- * Part (c): openers are drawn from this many users, so batches of different partitions rarely
- * credit the same wallet at once (parts a and b keep their 100 users, one per share number).
+ * Part (c): openers are drawn from this many users (`--users` to change it), so batches of
+ * different partitions rarely credit the same wallet at once (parts a and b keep their 100
+ * users, one per share number).
  */
-const CROWD_USERS = 50_000;
+const CROWD_USERS = argument('users', 50_000);
 const APPEND_EVENTS_MAX = 5_000;
 
 const option = (name: string): string => {
