@@ -74,7 +74,7 @@ const POSITIONS_RETRY_DELAY_MS = 1_000;
 /**
  * Batches (of different partitions) one consumer hands the ledger at once: two transaction
  * streams per consumer. One stream leaves Postgres idle while the consumer fetches and parses
- * the next batch; two applied 1.34× as many claims/s on the 2-core bench machine and kept both
+ * the next batch; two applied 1.34–1.43× as many claims/s on the 2-core bench machine and kept both
  * cores busy (bench/RESULTS.md, "Ledger consumers: 1 vs 2"). Batches of different partitions
  * share no packet and lock shared wallets in one order (ledger-consumer.ts, applyBatch).
  */
