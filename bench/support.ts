@@ -1,17 +1,8 @@
 // Shared bench helpers: seeded PRNG, percentiles, the machine, one-line JSON results.
 import { cpus, totalmem } from 'node:os';
 
-/** mulberry32: a tiny seeded PRNG, so every run offers the same load. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the same generator the simulations use: every run offers the same load. */
+export { seededRandom } from '../test/support/seeded-random.js';
 
 export function percentile(sorted: readonly number[], fraction: number): number {
   if (sorted.length === 0) return Number.NaN;

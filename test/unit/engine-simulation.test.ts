@@ -22,6 +22,7 @@ import { MemoryLog } from '../../src/log/memory-log.js';
 import type { Fen } from '../../src/money/money.js';
 import { SimLedger } from '../support/sim-ledger.js';
 import { makePacket, SIM_SEED_SECRET, SIM_START_MS } from '../support/sim-packets.js';
+import { seededRandom as mulberry32 } from '../support/seeded-random.js';
 
 /**
  * SIM_SEED=1234 runs that one seed (to replay a failure); SIM_SEED_COUNT and SIM_STEPS make a
@@ -40,17 +41,6 @@ const LOAD_DELAY_TICKS_MAX = 3;
 /** Event-loop turns a settle may take before the simulation calls the engine stuck. */
 const SETTLE_TICKS_MAX = 5_000;
 
-/** mulberry32: a tiny seeded PRNG, so a schedule replays from its seed (no Math.random anywhere). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let mixed = state;
-    mixed = Math.imul(mixed ^ (mixed >>> 15), mixed | 1);
-    mixed ^= mixed + Math.imul(mixed ^ (mixed >>> 7), mixed | 61);
-    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 

@@ -29,6 +29,7 @@ import { isFencedError } from '../../src/log/kafka-slot-producer.js';
 import type { SlotLossReason, SlotWriters as SlotWritersType } from '../../src/log/slot-writers.js';
 import { stickyAssignment } from '../../src/log/sticky-assignment.js';
 import { APPEND_DEADLINE_MS, FakeBrokerInvariantError, FakeBroker, fakeSlotProducers, Host, Network, type CommitNotice, type FakeSlotProducer } from '../support/fake-broker.js';
+import { seededRandom as mulberry32 } from '../support/seeded-random.js';
 
 const writersModule = (process.env.SIM_WRITERS !== undefined
   ? await import(pathToFileURL(resolve(process.env.SIM_WRITERS)).href)
@@ -57,17 +58,6 @@ const HEAL_ATTEMPTS = 3;
 /** Failing seeds printed in full (the count of all failing seeds is printed too). */
 const FAILURES_PRINTED = Number(process.env.SIM_FAILURES_PRINTED ?? 3);
 
-/** mulberry32: a tiny seeded PRNG, so a schedule replays from its seed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let mixed = state;
-    mixed = Math.imul(mixed ^ (mixed >>> 15), mixed | 1);
-    mixed ^= mixed + Math.imul(mixed ^ (mixed >>> 7), mixed | 61);
-    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** Every microtask chain runs to its end: nothing here waits on real I/O, only on the fake clock. */
 const drain = () => new Promise<void>((resolveDrain) => setImmediate(resolveDrain));
