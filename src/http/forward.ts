@@ -24,7 +24,7 @@ export const FORWARD_BODY_BYTES_MAX = 1024 * 1024;
 export const FORWARD_RETRY_AFTER_MS = 1_000;
 
 /** The owner's headers that are part of its answer; the rest are about its connection. */
-const ANSWER_HEADERS = ['content-type', 'retry-after'] as const;
+const ANSWER_HEADERS = ['content-type', 'retry-after', 'hongbao-node'] as const;
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
 let sharedAgent: Agent | undefined;

@@ -98,6 +98,8 @@ async function closedPortUrl(): Promise<string> {
 
 interface Raw {
   status: number;
+  /** Hongbao-Node: the node that decided the answer. */
+  node: string | null;
   contentType: string | null;
   retryAfter: string | null;
   text: string;
@@ -107,7 +109,7 @@ interface Raw {
 async function raw(base: string, method: string, path: string, name: string, headers: Record<string, string> = {}): Promise<Raw> {
   const response = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${await owner.token(name)}`, ...headers } });
   const text = await response.text();
-  return { status: response.status, contentType: response.headers.get('content-type'), retryAfter: response.headers.get('retry-after'), text, body: JSON.parse(text) };
+  return { status: response.status, node: response.headers.get('hongbao-node'), contentType: response.headers.get('content-type'), retryAfter: response.headers.get('retry-after'), text, body: JSON.parse(text) };
 }
 
 const through =
@@ -176,6 +178,8 @@ describe('grab, open and the result page through a node that does not own the pa
     const open = await throughA('POST', `/v1/packets/${packet.id}/open`, opener);
     expect(open.status).toBe(200);
     expect(open.body).toMatchObject({ state: 'claimed', seq: 1 });
+    // The answer names the node that decided it, through the forward.
+    expect([grab.node, open.node]).toEqual(['node-b', 'node-b']);
     const again = await throughA('POST', `/v1/packets/${packet.id}/open`, opener);
     expect(again.body).toEqual({ state: 'already_claimed', amount: open.body.amount, seq: 1 });
     const page = await throughA('GET', `/v1/packets/${packet.id}`, opener);

@@ -11,6 +11,8 @@ import { renderPacket, renderPage } from '../render.js';
 import { idempotencyKey, sendBody, validate } from '../validation.js';
 
 const PACKET_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Names the node that decided a packet's answer (passed back through a forward), for operators. */
+export const NODE_HEADER = 'Hongbao-Node';
 
 const notFound = () => new ApiError(404, 'not_found', 'no such packet');
 const overloaded = (retryAfterMs: number) => retryLater('the engine is saturated', retryAfterMs);
@@ -54,6 +56,7 @@ export function packetRoutes(service: HongbaoService, forwarding: Forwarding) {
       const packetId = packetIdOf(c.req.param('id'));
       const owners = forwarding.passOn(c, packetId);
       if (owners !== undefined) return owners;
+      c.header(NODE_HEADER, service.nodeId);
       const outcome = await service.grab(packetId, c.get('caller').userId);
       switch (outcome.state) {
         case 'not_found':
@@ -71,6 +74,7 @@ export function packetRoutes(service: HongbaoService, forwarding: Forwarding) {
       // During a handover an open answers the API's busy state, as when the engine sheds load.
       const owners = forwarding.passOn(c, packetId, (retryAfterMs) => c.json({ state: 'busy', retryAfterMs }));
       if (owners !== undefined) return owners;
+      c.header(NODE_HEADER, service.nodeId);
       const outcome = await service.open(packetId, c.get('caller').userId);
       switch (outcome.state) {
         case 'not_found':
@@ -90,6 +94,7 @@ export function packetRoutes(service: HongbaoService, forwarding: Forwarding) {
       const packetId = packetIdOf(c.req.param('id'));
       const owners = forwarding.passOn(c, packetId);
       if (owners !== undefined) return owners;
+      c.header(NODE_HEADER, service.nodeId);
       const outcome = await service.resultPage(packetId, c.get('caller').userId);
       if ('state' in outcome) throw overloaded(outcome.retryAfterMs);
       switch (outcome.kind) {
