@@ -21,7 +21,7 @@ import {
   type RateLimiter,
 } from '../engine/rate-limit.js';
 import { every, expiryPass, EXPIRY_INTERVAL_MS, type PeriodicJob } from '../jobs/expiry.js';
-import { EngineLock, engineLockName } from '../ledger/advisory-lock.js';
+import { ENGINE_LOCK_NAME, EngineLock } from '../ledger/advisory-lock.js';
 import { openDatabase, type Database } from '../ledger/database.js';
 import { Ledger } from '../ledger/ledger.js';
 import { LedgerConsumer } from '../ledger/ledger-consumer.js';
@@ -266,7 +266,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     options.servesPackets !== false && database.kind === 'postgres' && cluster === undefined
       ? new EngineLock(
           options.databaseUrl!,
-          engineLockName(options.kafka === undefined ? { kind: 'table' } : { kind: 'kafka', topic: options.kafka.topic }),
+          ENGINE_LOCK_NAME,
           (error) => {
             service.serving = false;
             if (options.onEngineLockLost !== undefined) return options.onEngineLockLost(error);

@@ -1,8 +1,8 @@
 // Postgres advisory locks, the coordinator this project uses between processes on one
 // database server: a blocking one around migrations (concurrent starts on a new database
 // would race on CREATE TABLE), and the engine lock, a session-level lock held for the life
-// of a process that serves packets, so that one engine process serves a log at a time.
-// Advisory locks are scoped to the database, so the key needs to name only the log.
+// of a process that serves packets, so that one engine process serves the table log at a time
+// (on Kafka the broker's fence of each slot takes its place).
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
@@ -27,10 +27,11 @@ export async function withAdvisoryLock<T>(client: pg.ClientBase, name: string, w
   }
 }
 
-/** The engine lock's name for a log: `engine:kafka:<topic>` or `engine:table`. */
-export function engineLockName(log: { kind: 'kafka'; topic: string } | { kind: 'table' }): string {
-  return log.kind === 'kafka' ? `engine:kafka:${log.topic}` : 'engine:table';
-}
+/**
+ * The engine lock of the table log on a Postgres server (advisory locks are scoped to the
+ * database). On Kafka there is none: each slot's owner is fenced by the broker instead.
+ */
+export const ENGINE_LOCK_NAME = 'engine:table';
 
 /** How often a holder proves its lock connection is alive; a failed or late ping is a lost lock. */
 export const ENGINE_LOCK_PING_MS = 1_000;

@@ -1,10 +1,10 @@
 // The EventLog on Kafka (kafkajs): one topic, key = packetId, so one packet's events stay
 // ordered in one partition. Its own append() is one idempotent producer (acks=all, one request
 // in flight) for tests and benches; the engine appends through the fenced per-slot
-// transactional producers of slot-writers.ts, so readers are read_committed. The consumer belongs to a group only because
-// kafkajs cannot read without one: it never commits offsets to Kafka. The ledger stores
-// its positions in Postgres and hands subscribe() a function that reads them; this log reads
-// them again and seeks there every time the group assigns partitions.
+// transactional producers of slot-writers.ts, so readers are read_committed. The consumer
+// belongs to a group only because kafkajs cannot read without one: it never commits offsets to
+// Kafka. The ledger stores its positions in Postgres and hands subscribe() a function that
+// reads them; this log reads them again and seeks there every time the group assigns partitions.
 import {
   CompressionTypes,
   Kafka,
