@@ -40,6 +40,10 @@ async function main(): Promise<void> {
       console.error(`hongbao: lost the connection that holds the engine lock (${error.message}); stopping so that no open is answered without it`);
       process.exit(1);
     },
+    onStorageLost: (error) => {
+      console.error(`hongbao: the storage thread stopped (${error.message}); stopping so that no open is answered that cannot be booked`);
+      process.exit(1);
+    },
   });
   const app = createApp(hongbao.service, {
     authSecret: config.authSecret,

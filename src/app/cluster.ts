@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import { UnavailableError } from '../domain/errors.js';
 import type { Engine } from '../engine/engine.js';
-import type { LedgerConsumer } from '../ledger/ledger-consumer.js';
+import type { ConsumerPort } from '../ledger/ledger-consumer.js';
 import type { KafkaLog } from '../log/kafka-log.js';
 import { SlotMembership, type NodeInfo } from '../log/kafka-membership.js';
 import { kafkaSlotProducers } from '../log/kafka-slot-producer.js';
@@ -27,7 +27,7 @@ export interface ClusterNodeOptions {
   readonly log: KafkaLog;
   readonly self: NodeInfo;
   readonly clientId: string;
-  readonly consumer: LedgerConsumer;
+  readonly consumer: ConsumerPort;
   /** The engine is built after the node (it commits through it): looked up when a slot is lost. */
   readonly engine: () => Engine | undefined;
   readonly logger: Logger;
@@ -44,7 +44,8 @@ export class ClusterNode {
   constructor(private readonly options: ClusterNodeOptions) {
     const { log, logger, self } = options;
     const slotOf = (packetId: string) => log.partitionOf(packetId);
-    this.slots = new SlotWriters(kafkaSlotProducers({ brokers: log.brokers, clientId: options.clientId, topic: log.topic, logger }), {
+    const onCommitted = (slot: number, nextOffset: string) => log.noteCommitted(slot, nextOffset);
+    this.slots = new SlotWriters(kafkaSlotProducers({ brokers: log.brokers, clientId: options.clientId, topic: log.topic, logger, onCommitted }), {
       catchUp: async (slot) => {
         // After the fence: whatever an earlier owner committed is below this head by now.
         const head = (await log.heads()).find((position) => position.partition === slot);

@@ -22,17 +22,15 @@ import {
 } from '../engine/rate-limit.js';
 import { every, expiryPass, EXPIRY_INTERVAL_MS, type PeriodicJob } from '../jobs/expiry.js';
 import { ENGINE_LOCK_NAME, EngineLock } from '../ledger/advisory-lock.js';
-import { openDatabase, type Database } from '../ledger/database.js';
-import { Ledger } from '../ledger/ledger.js';
-import { LedgerConsumer } from '../ledger/ledger-consumer.js';
+import type { LedgerPort } from '../ledger/ledger.js';
+import type { ConsumerPort } from '../ledger/ledger-consumer.js';
 import { PendingCredits } from '../ledger/pending-credits.js';
-import type { EventLog } from '../log/event-log.js';
-import type { KafkaLog } from '../log/kafka-log.js';
 import type { Committer } from '../log/group-commit.js';
 import { claimTransferId } from '../log/events.js';
 import { GroupCommitter } from '../log/group-commit.js';
-import { TableLog } from '../log/table-log.js';
 import { UserAdmission } from './admission.js';
+import { openKafkaLog, type KafkaSettings } from './open-kafka-log.js';
+import { StorageThread, type AppendLog, type DatabaseHandle } from './storage-thread.js';
 import { ClusterNode } from './cluster.js';
 import { Service, singleNode } from './hongbao-service.js';
 import { createServiceMetrics } from './metrics.js';
@@ -46,14 +44,6 @@ export const RECOVERY_TIMEOUT_MS = 10 * 60_000;
 export const ACTOR_IDLE_MS = 60_000;
 /** How often a process that waits for the engine lock tries to take it again. */
 export const ENGINE_LOCK_RETRY_MS = 2_000;
-
-export interface KafkaSettings {
-  readonly brokers: readonly string[];
-  readonly topic: string;
-  readonly partitions: number;
-  /** Names this client in the broker's logs. */
-  readonly clientId?: string;
-}
 
 export interface ComposeOptions {
   readonly dataDir: string;
@@ -85,6 +75,11 @@ export interface ComposeOptions {
    * open. main.ts exits (a supervisor restarts it); the default stops serving.
    */
   readonly onEngineLockLost?: (error: Error) => void;
+  /**
+   * The storage thread (database, ledger, consumer) died: nothing more can be booked or read.
+   * main.ts exits (a supervisor restarts it); the default stops serving.
+   */
+  readonly onStorageLost?: (error: Error) => void;
   /** The per-user limit on every other authenticated request (default DEFAULT_REQUEST_RATE). */
   readonly requestRate?: OpenRate;
   /** Requests of one user in progress at once (default DEFAULT_REQUESTS_IN_FLIGHT_MAX). */
@@ -96,33 +91,20 @@ export interface ComposeOptions {
 /** The assembled product: its service, and its parts for operators and tests. */
 export interface Hongbao {
   readonly service: Service;
-  readonly database: Database;
-  readonly log: EventLog;
+  readonly database: DatabaseHandle;
+  /** The log's writing side (Kafka, or the table log through the storage thread). */
+  readonly log: AppendLog;
   readonly committer: Committer;
   readonly engine: Engine;
   /** Services mode: this node's place in the cluster (slots, their writers, the engine group). */
   readonly cluster: ClusterNode | undefined;
-  readonly consumer: LedgerConsumer;
-  readonly ledger: Ledger;
+  readonly consumer: ConsumerPort;
+  readonly ledger: LedgerPort;
   /** For the start line: which cache is in front. */
   readonly cacheName: string;
   /** Applies what the log already holds; the service serves once this resolved. */
   recover(): Promise<void>;
   stop(): Promise<void>;
-}
-
-/** One consumer group per topic: a group shared by consumers of different topics gets partitions assigned to members that never read them. */
-export async function openKafkaLog(settings: KafkaSettings, logger: Logger): Promise<KafkaLog> {
-  // Loaded only in services mode: the embedded default never touches kafkajs.
-  const { KafkaLog } = await import('../log/kafka-log.js');
-  return KafkaLog.open({
-    brokers: settings.brokers,
-    topic: settings.topic,
-    partitions: settings.partitions,
-    clientId: settings.clientId ?? 'hongbao',
-    groupId: `${settings.topic}.ledger`,
-    logger,
-  });
 }
 
 export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock): ComposeOptions {
@@ -158,34 +140,37 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
           redis?.disconnect();
           throw kafkaStartupError(error, options.kafka!.brokers);
         });
-  const database = await openDatabase({
-    url: options.databaseUrl,
-    dataDir: options.dataDir,
-    ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
-    onPoolError: (error) => logger.warn({ err: error }, 'database connection lost; reconnecting on next use'),
-  }).catch(async (error: unknown) => {
+  // Everything that runs SQL lives in the storage thread; what comes back are proxies.
+  const pending = new PendingCredits();
+  let lostStorage: ((error: Error) => void) | undefined;
+  const storage = await StorageThread.start(
+    {
+      dataDir: options.dataDir,
+      loadDataDir: options.loadDataDir,
+      databaseUrl: options.databaseUrl,
+      kafka: options.kafka,
+      logLevel: logger.level,
+    },
+    {
+      onApplied: (claims, durationMs) => {
+        for (const claim of claims) pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq));
+        metrics.ledgerApplySeconds.observe(durationMs / 1000);
+      },
+      onLost: (error) => lostStorage?.(error),
+    },
+  ).catch(async (error: unknown) => {
     await kafkaLog?.close().catch(() => {});
     redis?.disconnect();
     throw options.databaseUrl === undefined ? error : databaseStartupError(error, options.databaseUrl);
   });
-  const log: EventLog = kafkaLog ?? new TableLog(database.db, (error) => logger.warn({ err: error }, 'reading the table log failed; retrying'));
-  const ledger = new Ledger(database, log);
+  const { database, ledger, consumer } = storage;
+  const log: AppendLog = kafkaLog ?? storage.log!;
   // Redis is a cache: its failures never fail a request, but they are logged and counted.
   const cacheFailures = { count: 0 };
   const onCacheError = (error: unknown) => {
     cacheFailures.count += 1;
     logger.debug({ err: error }, 'redis command failed; answering without the cache');
   };
-  const pending = new PendingCredits();
-  const consumer = new LedgerConsumer(database.db, log, {
-    onApplied: ({ claims, durationMs }) => {
-      for (const claim of claims) pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq));
-      metrics.ledgerApplySeconds.observe(durationMs / 1000);
-    },
-    onError: (error) => logger.warn({ err: error }, 'ledger batch or position read failed; it will be retried'),
-    // A conflicting duplicate is never dropped silently: recorded, counted, logged, reconciled.
-    onConflict: (conflict) => logger.error({ conflict }, `ledger conflict: ${conflict.message}`),
-  });
   const role = options.servesPackets === false ? 'ledger' : options.runConsumer === false ? 'engine' : 'all';
   const self = { nodeId: options.node?.id ?? `hongbao-${process.pid}`, url: options.node?.url ?? '', role } as const;
   // Services mode is a cluster, of one node or many: each slot (partition) is written by the one
@@ -257,6 +242,12 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     },
   });
 
+  lostStorage = (error) => {
+    service.serving = false;
+    service.notServingReason = 'the storage thread stopped';
+    if (options.onStorageLost !== undefined) return options.onStorageLost(error);
+    logger.error({ err: error }, 'the storage thread stopped; no longer serving');
+  };
   const jobs: PeriodicJob[] = [];
   const onJobError = (error: unknown) => logger.warn({ err: error }, 'job pass failed; retrying next tick');
   // The table log on a Postgres server has no slots: one engine process serves it, the holder
@@ -334,9 +325,9 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
       await Promise.all(jobs.map((job) => job.stop()));
       await cluster?.stop();
       await consumer.stop();
-      await log.close();
+      await kafkaLog?.close();
       await engineLock?.release();
-      await database.close();
+      await storage.close();
       redis?.disconnect();
     },
   };
@@ -355,3 +346,5 @@ async function connectRedis(url: string, logger: Logger): Promise<Redis> {
   await redis.connect().catch((error: unknown) => logger.warn({ err: error }, 'redis unreachable at start; serving without it'));
   return redis;
 }
+
+export { openKafkaLog, type KafkaSettings } from './open-kafka-log.js';

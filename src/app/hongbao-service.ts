@@ -12,9 +12,9 @@ import { planSend, type SendRequest } from '../domain/validation.js';
 import type { Clock } from '../engine/clock.js';
 import type { Engine } from '../engine/engine.js';
 import type { OpenRate, RateLimiter } from '../engine/rate-limit.js';
-import type { Ledger } from '../ledger/ledger.js';
+import type { LedgerPort } from '../ledger/ledger.js';
 import type { PendingCredits } from '../ledger/pending-credits.js';
-import { decodeCursor, encodeCursor, recordsYearOf, type Cursor } from '../ledger/records.js';
+import { decodeCursor, encodeCursor, recordsYearOf, type Cursor } from '../ledger/record-cursor.js';
 import type { Fen } from '../money/money.js';
 import type { UserAdmission } from './admission.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -38,7 +38,7 @@ import type {
 export interface ServiceParts {
   readonly limits: Limits;
   readonly clock: Clock;
-  readonly ledger: Ledger;
+  readonly ledger: LedgerPort;
   readonly engine: Engine;
   readonly pending: PendingCredits;
   readonly openLimiter: RateLimiter;

@@ -3,8 +3,9 @@
 // One registry per service, so several services (tests) can live in one process.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
-import type { LedgerConsumer } from '../ledger/ledger-consumer.js';
-import { compareOffsets, type EventLog } from '../log/event-log.js';
+import type { ConsumerPort } from '../ledger/ledger-consumer.js';
+import { compareOffsets } from '../log/event-log.js';
+import type { AppendLog } from './storage-thread.js';
 import type { Committer } from '../log/group-commit.js';
 import type { SlotWriters } from '../log/slot-writers.js';
 
@@ -16,8 +17,8 @@ export interface MetricSources {
   readonly committer: Committer;
   /** In a cluster: this node's slot writers. */
   readonly slots?: SlotWriters | undefined;
-  readonly consumer: LedgerConsumer;
-  readonly log: EventLog;
+  readonly consumer: ConsumerPort;
+  readonly log: AppendLog;
   /** Redis commands that failed (the request went on without the cache). */
   readonly cacheFailures: { readonly count: number };
 }

@@ -8,7 +8,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzleNodePostgres } from 'drizzle-orm/node-postgres';
 import { migrate as migrateNodePostgres } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
-import type { ExtractTablesWithRelations } from 'drizzle-orm';
+import type { ExtractTablesWithRelations, SQL } from 'drizzle-orm';
 import pg from 'pg';
 import { MIGRATIONS_LOCK_NAME, withAdvisoryLock } from './advisory-lock.js';
 import { acquireDataDirLock } from './data-dir-lock.js';
@@ -122,7 +122,7 @@ export async function migratedTemplate(): Promise<Blob> {
 }
 
 /** Rows of a raw statement, the same shape from both drivers. */
-export async function rowsOf<Row>(executor: Executor, query: Parameters<Db['execute']>[0]): Promise<Row[]> {
+export async function rowsOf<Row>(executor: { execute(query: SQL): Promise<unknown> }, query: SQL): Promise<Row[]> {
   const result = (await executor.execute(query)) as unknown as { rows: Row[] };
   return result.rows;
 }

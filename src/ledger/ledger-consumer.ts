@@ -44,7 +44,20 @@ interface Waiter {
   readonly resolve: () => void;
 }
 
-export class LedgerConsumer {
+/** What the rest of a process uses of its consumer: this class, or its proxy in the storage thread. */
+export interface ConsumerPort {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  waitApplied(position: LogPosition, timeoutMs: number): Promise<void>;
+  waitAppliedAll(positions: readonly LogPosition[], timeoutMs: number): Promise<void>;
+  appliedPosition(partition: number): string;
+  readonly appliedEvents: number;
+  readonly failedBatches: number;
+  readonly conflicts: number;
+  readonly failedPositionReads: number;
+}
+
+export class LedgerConsumer implements ConsumerPort {
   private readonly applied = new Map<number, string>();
   private waiters: Waiter[] = [];
   private subscription: Subscription | undefined;
@@ -120,6 +133,11 @@ export class LedgerConsumer {
   /** Resolves once the ledger has applied every partition up to the given positions. */
   async waitAppliedAll(positions: readonly LogPosition[], timeoutMs: number): Promise<void> {
     await Promise.all(positions.map((position) => this.waitApplied(position, timeoutMs)));
+  }
+
+  /** Every partition's applied position, as this consumer knows them. */
+  appliedPositions(): LogPosition[] {
+    return [...this.applied].map(([partition, nextOffset]) => ({ partition, nextOffset }));
   }
 
   appliedPosition(partition: number): string {

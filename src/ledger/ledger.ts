@@ -24,7 +24,10 @@ export interface IdempotencyRequest {
   readonly request: unknown;
 }
 
-export class Ledger {
+/** What the application uses of the ledger: this class, or its proxy in the storage thread (src/app/storage-thread.ts). */
+export type LedgerPort = Pick<Ledger, 'send' | 'deposit' | 'balance' | 'load' | 'duePacketIds' | 'sentRecords' | 'receivedRecords' | 'reconcile' | 'check'>;
+
+export class Ledger implements LedgerPort {
   constructor(
     readonly database: Database,
     private readonly log: EventLog,

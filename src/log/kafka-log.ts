@@ -118,6 +118,8 @@ export class KafkaLog implements EventLog {
   private appendTail: Promise<void> = Promise.resolve();
   private readonly subscriptions = new Set<Subscription>();
   private closed = false;
+  /** Ends of the transactions this process committed, by partition (noteCommitted). */
+  private readonly committedEnds = new Map<number, string>();
   /** The same murmur2 partitioner kafkajs uses by key, kept here so headFor finds the partition append chose. */
   private readonly partitioner = Partitioners.DefaultPartitioner();
   private readonly partitionTable: PartitionMetadata[];
@@ -504,11 +506,26 @@ export class KafkaLog implements EventLog {
     return head;
   }
 
+  /**
+   * Each partition's end as a read_committed reader will see it: Kafka's last stable offset (what
+   * kafkajs's admin lists), or past the transactions this process saw committed if further
+   * (noteCommitted): those are acknowledged already, and the reader gets them once their markers land.
+   */
   async heads(): Promise<LogPosition[]> {
     const offsets = await this.admin.fetchTopicOffsets(this.options.topic);
     return offsets
-      .map((offset) => ({ partition: offset.partition, nextOffset: offset.high }))
+      .map((offset) => {
+        const committed = this.committedEnds.get(offset.partition);
+        const nextOffset = committed !== undefined && BigInt(committed) > BigInt(offset.high) ? committed : offset.high;
+        return { partition: offset.partition, nextOffset };
+      })
       .sort((left, right) => left.partition - right.partition);
+  }
+
+  /** A transaction of this process committed records of `partition` before `nextOffset` (kafka-slot-producer.ts). */
+  noteCommitted(partition: number, nextOffset: string): void {
+    const known = this.committedEnds.get(partition);
+    if (known === undefined || BigInt(nextOffset) > BigInt(known)) this.committedEnds.set(partition, nextOffset);
   }
 
   async close(): Promise<void> {

@@ -41,6 +41,13 @@ export function slotTransactionalId(topic: string, slot: number): string {
 export interface KafkaSlotProducerOptions extends KafkaClientOptions {
   readonly topic: string;
   readonly logger: KafkaLogLogger;
+  /**
+   * A transaction committed: the slot's records end before `nextOffset`. Kafka's reported end of
+   * a partition for read_committed readers (its last stable offset) may stay behind such a commit
+   * for a moment (the coordinator writes the commit markers after it answers), so the log's heads
+   * take this in too (KafkaLog.noteCommitted) and a wait for the head covers every acknowledged claim.
+   */
+  readonly onCommitted?: (slot: number, nextOffset: string) => void;
 }
 
 export function kafkaSlotProducers(options: KafkaSlotProducerOptions): SlotProducerFactory {
@@ -79,8 +86,10 @@ class KafkaSlotProducer implements SlotProducer {
     const messages = events.map((event) => ({ key: event.packetId, value: JSON.stringify(event), partition: this.slot }));
     return this.withinDeadline('append', async () => {
       const transaction = await this.session.producer.transaction();
-      await transaction.send({ topic: this.options.topic, messages, acks: ACKS_ALL, timeout: ACK_TIMEOUT_MS, compression: CompressionTypes.None });
+      const written = await transaction.send({ topic: this.options.topic, messages, acks: ACKS_ALL, timeout: ACK_TIMEOUT_MS, compression: CompressionTypes.None });
       await transaction.commit();
+      const baseOffset = written.find((record) => record.partition === this.slot)?.baseOffset;
+      if (baseOffset !== undefined) this.options.onCommitted?.(this.slot, (BigInt(baseOffset) + BigInt(messages.length)).toString());
     });
   }
 

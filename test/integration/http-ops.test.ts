@@ -178,7 +178,7 @@ describe('POST /v1/admin/reconcile', () => {
     await fund('corrupt-x', '10.00');
     const packet = await sendOk('corrupt-x', { type: 'group_fixed', targetId: 'corrupt-g', count: 2, amount: '1.00' });
     await expectConserved();
-    const db = h.hongbao.database.db;
+    const db = h.hongbao.database;
     try {
       await db.execute(sql`update accounts set balance_fen = balance_fen + 1 where id = 'wallet:corrupt-x'`);
       const wallet = await reconcile();

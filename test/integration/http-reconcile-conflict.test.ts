@@ -62,7 +62,7 @@ describe('a conflicting claim in the log', () => {
   it('a claim the log holds but the ledger lost is a discrepancy of the log against the ledger', async () => {
     const { packetId, opened } = await sentAndOpened();
     // What a consumer that dropped the claim would have left: no claim row (the money moved back).
-    const db = h.hongbao.database.db;
+    const db = h.hongbao.database;
     await db.execute(sql`delete from claims where packet_id = ${packetId} and seq = ${opened.seq}`);
     const report = await client.reconcile();
     expect(report.body.discrepancies).toEqual(

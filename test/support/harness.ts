@@ -113,7 +113,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     },
     async money() {
       const rows = await rowsOf<{ kind: string; sum: string | number }>(
-        hongbao.database.db,
+        hongbao.database,
         sql`select kind, sum(balance_fen) as sum from accounts group by kind`,
       );
       const of = (kind: string) => Number(rows.find((row) => row.kind === kind)?.sum ?? 0);

@@ -69,7 +69,44 @@ function violations(): string[] {
   return found;
 }
 
+/** Specifiers a file imports as values (type-only imports erased), relative or packages. */
+function valueImportsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const statements = [...text.matchAll(/^(?:import|export)\s+(?!type\b)[^;]*?from\s+['"]([^'"]+)['"]/gm)].map((match) => match[1]!);
+  const dynamic = [...text.matchAll(/import\s*\(\s*['"]([^'"]+)['"]/g)].map((match) => match[1]!);
+  return [...statements, ...dynamic];
+}
+
+/** Every src file the main thread loads, from main.ts (a worker's entry is started, never imported). */
+function mainThreadModules(): { files: Set<string>; packages: Set<string> } {
+  const files = new Set<string>();
+  const packages = new Set<string>();
+  const visit = (file: string) => {
+    const from = relative(SRC, file);
+    if (files.has(from)) return;
+    files.add(from);
+    for (const specifier of valueImportsOf(file)) {
+      if (specifier.startsWith('.')) visit(resolve(dirname(file), specifier).replace(/\.js$/, '.ts'));
+      else packages.add(specifier);
+    }
+  };
+  visit(join(SRC, 'main.ts'));
+  return { files, packages };
+}
+
 describe('architecture', () => {
+  it('the main thread (HTTP and the engine) never loads a database driver: SQL runs in the storage thread', () => {
+    const { files, packages } = mainThreadModules();
+    expect(files).toContain('app/compose.ts');
+    expect(files).toContain('http/app.ts');
+    expect(files).not.toContain('app/storage-worker.ts');
+    expect(files).not.toContain('ledger/database.ts');
+    expect(files).not.toContain('log/table-log.ts');
+    expect(files).not.toContain('ledger/ledger-consumer.ts');
+    // ('pg' is there for one session only: the engine lock of the table log on a server, advisory-lock.ts.)
+    expect([...packages].filter((name) => /pglite|drizzle-orm\/(pglite|node-postgres)/.test(name))).toEqual([]);
+  });
+
   it('reads the imports it judges (the walk is not vacuous)', () => {
     const all = sourceFiles(SRC).flatMap((file) => importsOf(file));
     expect(all).toContain('app/service.ts');
