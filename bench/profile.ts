@@ -27,6 +27,8 @@ export interface ThreadProfile {
   readonly file: string;
   readonly sampledMs: number;
   readonly top: ProfileShare[];
+  /** The heaviest functions by self time, "name (category)": what a category is made of (e.g. native writev in node internals). */
+  readonly functions: { readonly name: string; readonly ms: number; readonly share: number }[];
 }
 
 /** Packages that belong together under one name. */
@@ -66,24 +68,33 @@ export function categoryOf({ url, functionName }: CallFrame): string {
  * Self time by category over the samples whose time (µs, the monotonic clock
  * process.hrtime uses) falls in [fromUs, toUs]; the whole profile without a window.
  */
-export function summariseProfile(profile: CpuProfile, window?: { fromUs: number; toUs: number }, topCount = 12): { sampledMs: number; top: ProfileShare[] } {
-  const categoryById = new Map(profile.nodes.map((node) => [node.id, categoryOf(node.callFrame)]));
-  const us = new Map<string, number>();
+export function summariseProfile(profile: CpuProfile, window?: { fromUs: number; toUs: number }, topCount = 12): Omit<ThreadProfile, 'thread' | 'file'> {
+  const frameById = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+  const byCategory = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, us: number) => map.set(key, (map.get(key) ?? 0) + us);
   let at = profile.startTime;
   let total = 0;
   profile.samples.forEach((id, index) => {
     const delta = profile.timeDeltas[index] ?? 0;
     at += delta;
     if (window !== undefined && (at < window.fromUs || at > window.toUs)) return;
-    const category = categoryById.get(id) ?? 'other';
-    us.set(category, (us.get(category) ?? 0) + delta);
+    const frame = frameById.get(id) ?? { functionName: '', url: '' };
+    const category = categoryOf(frame);
+    add(byCategory, category, delta);
+    add(byFunction, category === frame.functionName ? category : `${frame.functionName || '(anonymous)'} (${category})`, delta);
     total += delta;
   });
-  const top = [...us.entries()]
-    .sort((left, right) => right[1] - left[1])
-    .slice(0, topCount)
-    .map(([category, value]) => ({ category, ms: value / 1000, share: value / total }));
-  return { sampledMs: total / 1000, top };
+  const heaviest = (map: Map<string, number>, count: number) =>
+    [...map.entries()]
+      .sort((left, right) => right[1] - left[1])
+      .slice(0, count)
+      .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }));
+  return {
+    sampledMs: total / 1000,
+    top: heaviest(byCategory, topCount).map(({ name, ...share }) => ({ category: name, ...share })),
+    functions: heaviest(byFunction, 10),
+  };
 }
 
 /** Every profile in a folder; the main thread's file names thread 0 (CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile). */

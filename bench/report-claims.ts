@@ -28,6 +28,11 @@ const states = (result: any) =>
 /** The load generator's own CPU: near 100 % it, not the server, bounds the rate. */
 const loadGenerator = (result: any) => `${number(result.ceiling.loadGeneratorCpuPercent)} / ${number(result.hongbao.loadGeneratorCpuPercent)}`;
 
+const bookedAfter = (result: any) => {
+  const waits: number[] = (result.hongbao.runs ?? []).map((run: any) => run.verification?.bookedAfterMs).filter((ms: unknown) => typeof ms === 'number');
+  return waits.length === 0 ? 'n/a' : waits.map((ms) => number(ms / 1000, 1)).join(', ');
+};
+
 function modeTable(result: any, before: any): string[] {
   const row = (label: string, pick: (entry: any) => number, digits = 0, compare = true) => {
     const now = pick(result);
@@ -59,8 +64,18 @@ function modeTable(result: any, before: any): string[] {
     row('ceiling server CPU µs per request', (entry) => entry.ceiling.serverCpuUsPerRequest, 1),
     `| load generator CPU, % of a core (ceiling / hongbao) | ${loadGenerator(result)} | ${before ? loadGenerator(before) : '—'} | — |`,
     `| answers by state (all runs) | ${states(result)} | ${before ? states(before) : '—'} | — |`,
+    `| other work on the machine during hongbao's load, % of a core | ${number(result.hongbao.otherCpuPercent)} | ${before ? number(before.hongbao.otherCpuPercent) : '—'} | — |`,
+    `| verified: all booked, s after the load (wallet checks included) | ${bookedAfter(result)} | ${before ? bookedAfter(before) : '—'} | — |`,
     `| load average (1 min) at start | ${number(result.loadAverageAtStart, 2)} | ${before ? number(before.loadAverageAtStart, 2) : '—'} | — |`,
     '',
+    // The ceiling is worth as much as the client that measures it: a saturated load generator caps it.
+    ...(result.ceiling.loadGeneratorCpuPercent >= 90
+      ? [
+          `The ceiling is bound by the load generator (${number(result.ceiling.loadGeneratorCpuPercent)} % of a core: one event loop plus its GC threads), not by node:http`,
+          `(${number((result.ceiling.serverCpuUsPerRequest * result.ceiling.requestsPerSecond) / 1e4)} % of a core): ${percent(CLAIMS_TARGETS.ratioToCeiling)} of it is ${number(CLAIMS_TARGETS.ratioToCeiling * result.ceiling.requestsPerSecond)} requests/s with this client.`,
+          '',
+        ]
+      : []),
   ];
 }
 
@@ -82,6 +97,10 @@ function profileTable(results: any[]): string[] {
       return entry ? `${entry.category} | ${percent(entry.share)}` : ' | ';
     });
     lines.push(`| ${index + 1} | ${cells.join(' | ')} |`);
+  }
+  for (const result of profiled) {
+    const functions = main(result)?.functions ?? [];
+    if (functions.length > 0) lines.push('', `Heaviest functions, ${result.mode} (self time): ${functions.slice(0, 8).map((entry: any) => `${entry.name} ${percent(entry.share)}`).join(', ')}.`);
   }
   const workers = profiled.flatMap((result) =>
     result.profile.threads

@@ -7,7 +7,7 @@
 // reconcile clean) or the scenario fails. Server CPU over exactly the load window from /proc (the
 // process, its threads, its children), and in services mode the CPU of Postgres, Kafka and Redis.
 // With --profile, one more hongbao pass under --cpu-prof after the measured ones: shares only.
-//   node --import tsx bench/scenarios/claims.ts [--services] [--quick] [--profile [--profile-dir D]] [--packets N] [--users N]
+//   node --import tsx bench/scenarios/claims.ts [--services] [--quick] [--profile [--profile-dir D]] [--packets N] [--users N] [--runs N]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,8 +32,9 @@ const USERS = argument('users', quick ? 5_000 : 30_000);
 const WARMUP_PACKETS = quick ? 10 : 50;
 const WARMUP_USERS = 1_000;
 const CONNECTIONS = Number(process.env.HTTP_CONNECTIONS ?? 256);
-const RUNS = quick ? 1 : 3;
-const BOUND_S = quick ? 180 : 600;
+const RUNS = argument('runs', quick ? 1 : 3);
+/** The load generator's time bound per run: past it the scenario fails. */
+const BOUND_S = argument('bound-s', quick ? 180 : 600);
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK)
 const BROKERS = process.env.KAFKA_BROKERS ?? '127.0.0.1:9092';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -223,6 +224,7 @@ function figures(load: LoadResult, cpu: ReturnType<ReturnType<typeof cpuWindow>>
   const claims = load.amountsFen.filter((amount) => amount >= 0).length;
   const seconds = load.windowMs / 1000;
   const perClaim = (us: number) => us / claims;
+  const servicesUs = cpu.servicesUs ? cpu.servicesUs.postgres + cpu.servicesUs.kafka + cpu.servicesUs.redis : 0;
   return {
     requests: load.requests,
     claims,
@@ -241,10 +243,12 @@ function figures(load: LoadResult, cpu: ReturnType<ReturnType<typeof cpuWindow>>
       postgres: perClaim(cpu.servicesUs.postgres),
       kafka: perClaim(cpu.servicesUs.kafka),
       redis: perClaim(cpu.servicesUs.redis),
-      total: perClaim(cpu.servicesUs.postgres + cpu.servicesUs.kafka + cpu.servicesUs.redis),
+      total: perClaim(servicesUs),
     },
     loadGeneratorCpuPercent: (load.cpuMs / 1000 / seconds) * 100,
     machineCpuPercent: (cpu.machineUs / 1e6 / seconds) * 100,
+    // Busy time of the machine outside the server, the services and the load generator: other work, which disturbs the run.
+    otherCpuPercent: Math.max(0, ((cpu.machineUs - cpu.serverUs - servicesUs - load.cpuMs * 1000) / 1e6 / seconds) * 100),
   };
 }
 
@@ -445,6 +449,7 @@ try {
     serverCpuUsPerClaim: medianOf(hongbaoRuns, (run) => run.serverCpuUsPerClaim),
     servicesCpuUsPerClaim: mode === 'services' ? { postgres: servicesMedian('postgres'), kafka: servicesMedian('kafka'), redis: servicesMedian('redis'), total: servicesMedian('total') } : undefined,
     loadGeneratorCpuPercent: medianOf(hongbaoRuns, (run) => run.loadGeneratorCpuPercent),
+    otherCpuPercent: medianOf(hongbaoRuns, (run) => run.otherCpuPercent),
     states: summed(hongbaoRuns),
     runs: hongbaoRuns.map(({ window: _window, ...run }) => run),
   };
