@@ -190,7 +190,7 @@ function writeWork(folder: string, name: string, entries: readonly { path: strin
   return file;
 }
 
-/** Runs bench/loadgen.ts on a work file; `onStart` runs when it is about to send, its result's `onEnd` at the last answer. */
+/** Runs bench/loadgen.ts on a work file: `onStart` runs just before it sends, and the function it returns just after its last answer. */
 async function runLoad<T>(url: string, file: string, onStart: () => () => T): Promise<{ load: LoadResult; window: T; fromUs: number; toUs: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/loadgen.ts', '--work', file, '--url', url, '--connections', String(CONNECTIONS), '--bound-s', String(BOUND_S)], {
     cwd: ROOT,
