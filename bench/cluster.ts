@@ -287,7 +287,7 @@ export async function startCluster({ nodes, partitions, label, env = {} }: { nod
   return cluster;
 }
 
-async function deleteTopic(brokers: string, topic: string): Promise<void> {
+export async function deleteTopic(brokers: string, topic: string): Promise<void> {
   const admin = new Kafka({ brokers: brokers.split(','), clientId: 'hongbao-bench', logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
@@ -423,7 +423,7 @@ function machineTicks(): { busy: number; total: number } {
  * The services' processes on this machine, found by name. Postgres: the server's own processes and
  * the backends of `databaseName` (other sessions' backends on this shared server are left to `other`).
  */
-function servicePids(databaseName: string | undefined): Record<'kafka' | 'postgres' | 'redis', number[]> {
+export function servicePids(databaseName: string | undefined): Record<'kafka' | 'postgres' | 'redis', number[]> {
   const found = { kafka: [] as number[], postgres: [] as number[], redis: [] as number[] };
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

@@ -1,6 +1,7 @@
 // Renders bench/RESULTS.md from one run's results: a table per scenario, the targets, and
 // ratios against each baseline measured in the same run.
 /* eslint-disable @typescript-eslint/no-explicit-any */
+import { claimsTargetRows, renderClaimsSection, type ClaimsBaseline } from './report-claims.js';
 
 export interface Results {
   command: string;
@@ -19,6 +20,10 @@ export interface Results {
   /** Scenario 8: kill -9 of a node under load (bench/scenarios/failover.ts). */
   failover?: any;
   designs: Record<string, any>;
+  /** End to end, a new user per open (bench/scenarios/claims.ts), one per mode; absent in older results. */
+  claims?: any[];
+  /** bench/claims-baseline.json as it was when the results were written: today's figure before issue 11. */
+  claimsBaseline?: ClaimsBaseline;
 }
 
 const number = (value: number, digits = 0) =>
@@ -54,6 +59,7 @@ export function renderReport(results: Results): string {
     `Every figure is the median of repeated runs in this one invocation${results.quick ? ' (**quick mode**: short runs, for a smoke check only)' : ''};`,
     'load generators run in processes apart from the servers they load. Regenerate with the command above after `bash scripts/services.sh up`.',
     '',
+    ...renderClaimsSection(results.claims ?? [], results.claimsBaseline),
     '![claims per second by design](claims-per-second.svg)',
     '',
     '## Against the designs people build today',
@@ -76,6 +82,7 @@ export function renderReport(results: Results): string {
     '',
     '| scenario | target | measured | |',
     '| --- | --- | --- | --- |',
+    ...claimsTargetRows(results.claims ?? [], results.claimsBaseline),
     `| engine, spread | ≥ 1,000,000 opens/s on one core | ${number(engine.spread.opensPerSecond)} opens/s (${number(engine.spread.nsPerOpen)} ns/open) | ${met(engine.spread.opensPerSecond >= 1e6)} |`,
     `| engine, hot | 100 shares, 10,000 openers drained in ≤ 5 ms | ${number(engine.hot.drainMs, 2)} ms median, ${number(engine.hot.drainMsMax, 2)} ms worst | ${met(engine.hot.drainMs <= 5)} |`,
     `| durable, Kafka | ≥ 50,000 acknowledged claims/s; p99 ≤ 50 ms at 20,000/s | ${number(kafka?.saturation.claimsPerSecond)} claims/s; p99 ${number(at20k?.p99Ms, 1)} ms | ${met(kafka?.saturation.claimsPerSecond >= 50_000 && at20k?.p99Ms <= 50)} |`,

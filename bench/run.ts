@@ -2,7 +2,7 @@
 // apart from the servers they load), and writes bench/RESULTS.md and bench/claims-per-second.svg.
 // Needs the services up (scripts/services.sh up) for Kafka, the Postgres server and Redis.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { renderChart } from './chart.js';
 import { renderReport, type Results } from './report.js';
@@ -40,11 +40,16 @@ function runDesign(design: string, args: string[]) {
 const workloadArgs = quick ? ['--packets', '100', '--openers', '120', '--concurrency', '256'] : ['--packets', '1000', '--openers', '120', '--concurrency', '256'];
 const designs = ['hongbao', 'hongbao-table', 'hongbao-kafka', 'redis-lua', 'pg-lock', 'pg-cas'];
 
+const baselinePath = fileURLToPath(new URL('claims-baseline.json', import.meta.url));
+
 const results: Results = {
   command: `npm run bench${quick ? ' -- --quick' : ''}`,
   date: new Date().toISOString(),
   machine: machine(),
   quick,
+  // The headline, first while the machine is freshest; each ends with a profiled pass that is not measured.
+  claims: [runScenario('claims end to end (services)', ['bench/scenarios/claims.ts', '--services', '--profile']), runScenario('claims end to end (embedded)', ['bench/scenarios/claims.ts', '--profile'])],
+  ...(existsSync(baselinePath) ? { claimsBaseline: JSON.parse(readFileSync(baselinePath, 'utf8')) } : {}),
   engine: runScenario('engine', ['bench/scenarios/engine.ts']),
   memory: runScenario('memory', ['bench/scenarios/memory.ts'], ['--expose-gc']),
   durable: [runScenario('durable (table)', ['bench/scenarios/durable.ts', '--log', 'table']), runScenario('durable (kafka)', ['bench/scenarios/durable.ts', '--log', 'kafka']), runScenario('durable (kafka, fenced slots)', ['bench/scenarios/durable.ts', '--log', 'kafka-slots'])],

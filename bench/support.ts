@@ -29,3 +29,9 @@ export function argument(name: string, fallback: number): number {
   const index = process.argv.indexOf(`--${name}`);
   return index >= 0 ? Number(process.argv[index + 1]) : fallback;
 }
+
+/** "12.34" → 1234 fen; anything the API could not have written → NaN. */
+export function fenOf(yuan: unknown): number {
+  const match = typeof yuan === 'string' ? /^(\d+)\.(\d{2})$/.exec(yuan) : null;
+  return match ? Number(match[1]) * 100 + Number(match[2]) : Number.NaN;
+}
