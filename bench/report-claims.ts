@@ -152,3 +152,68 @@ export function claimsTargetRows(results: any[], baseline?: ClaimsBaseline): str
   }
   return rows;
 }
+
+/**
+ * What bounds the end-to-end rate, from the run's own figures: the CPU one claim costs everything on
+ * this machine (the server's threads, the load generator, and in services mode Postgres, Kafka and
+ * Redis) against the cores there are, and the share of the server's main thread left idle.
+ */
+function boundsText(results: any[], cores: number): string[] {
+  const lines = ['**What bounds it.**', ''];
+  for (const result of results) {
+    const loadGeneratorUs = (result.hongbao.loadGeneratorCpuPercent / 100) * (1e6 / result.hongbao.requestsPerSecond);
+    const services = result.mode === 'services' ? servicesTotal(result) : 0;
+    const perClaim = result.hongbao.serverCpuUsPerClaim + loadGeneratorUs + services;
+    const cpuBound = (cores * 1e6) / perClaim;
+    const main = result.profile?.threads.find((thread: any) => thread.thread === 'main');
+    const idle = main?.top.find((entry: any) => entry.category === '(idle)')?.share;
+    const storage = result.profile?.threads
+      .filter((thread: any) => thread.thread !== 'main')
+      .map((thread: any) => ({ thread: thread.thread, busy: 1 - (thread.top.find((entry: any) => entry.category === '(idle)')?.share ?? 0) }))
+      .sort((left: any, right: any) => right.busy - left.busy)[0];
+    lines.push(
+      `- **${result.mode}**: one claim costs ${number(result.hongbao.serverCpuUsPerClaim)} µs of the server's CPU, ${number(loadGeneratorUs)} µs of the load generator's` +
+        (services > 0 ? ` and ${number(services)} µs of Postgres, Kafka and Redis` : '') +
+        ` (node:http: ${number(result.ceiling.serverCpuUsPerRequest, 1)} µs a request). On ${cores} cores that is at most ${number(cpuBound)} claims/s with every core busy,` +
+        ` ${percent(cpuBound / result.ceiling.requestsPerSecond)} of this ceiling` +
+        (cpuBound / result.ceiling.requestsPerSecond < CLAIMS_TARGETS.ratioToCeiling
+          ? `: ${percent(CLAIMS_TARGETS.ratioToCeiling)} is out of reach at this cost per claim (a claim decided, made durable and booked in a double-entry ledger, all on these cores).`
+          : ': the cores would allow the target; what is missing is waiting (opens in flight ÷ latency).') +
+        (idle !== undefined ? ` In the profiled pass the main thread (HTTP and the engine) was idle ${percent(idle)} of the load window` : '') +
+        (storage !== undefined && result.mode === 'embedded' ? `; the storage thread (PGlite: the table log and the ledger) was busy ${percent(storage.busy)}` : '') +
+        (idle !== undefined ? '.' : ''),
+    );
+  }
+  lines.push('');
+  return lines;
+}
+
+const BEGIN = '<!-- claims:begin (bench/report-claims.ts; `npm run bench -- --only-claims` rewrites this block) -->';
+const END = '<!-- claims:end -->';
+
+/** The section with its targets and bounds, between markers so that a run of the claims alone can replace it. */
+export function claimsBlock(results: any[], baseline: ClaimsBaseline | undefined, provenance?: string): string[] {
+  if (results.length === 0) return [];
+  return [
+    BEGIN,
+    ...renderClaimsSection(results, baseline),
+    ...(provenance ? [`This section: ${provenance}.`, ''] : []),
+    '| target | goal | this run | |',
+    '| --- | --- | --- | --- |',
+    ...claimsTargetRows(results, baseline),
+    '',
+    ...boundsText(results, 2),
+    END,
+    '',
+  ];
+}
+
+/** RESULTS.md with its claims block replaced (or, if it has none, put before the first section). */
+export function spliceClaimsBlock(report: string, block: readonly string[]): string {
+  const text = block.join('\n');
+  const begin = report.indexOf(BEGIN.slice(0, 20));
+  const end = report.indexOf(END);
+  if (begin >= 0 && end > begin) return `${report.slice(0, begin)}${text}${report.slice(end + END.length + 1)}`;
+  const first = report.indexOf('\n## ');
+  return first < 0 ? `${report}\n${text}` : `${report.slice(0, first + 1)}${text}\n${report.slice(first + 1)}`;
+}

@@ -1,7 +1,7 @@
 // Renders bench/RESULTS.md from one run's results: a table per scenario, the targets, and
 // ratios against each baseline measured in the same run.
 /* eslint-disable @typescript-eslint/no-explicit-any */
-import { claimsTargetRows, renderClaimsSection, type ClaimsBaseline } from './report-claims.js';
+import { claimsBlock, claimsTargetRows, type ClaimsBaseline } from './report-claims.js';
 
 export interface Results {
   command: string;
@@ -59,7 +59,7 @@ export function renderReport(results: Results): string {
     `Every figure is the median of repeated runs in this one invocation${results.quick ? ' (**quick mode**: short runs, for a smoke check only)' : ''};`,
     'load generators run in processes apart from the servers they load. Regenerate with the command above after `bash scripts/services.sh up`.',
     '',
-    ...renderClaimsSection(results.claims ?? [], results.claimsBaseline),
+    ...claimsBlock(results.claims ?? [], results.claimsBaseline),
     '![claims per second by design](claims-per-second.svg)',
     '',
     '## Against the designs people build today',

@@ -13,14 +13,19 @@ const claimsKey = (packetId: string) => `p:${packetId}:c`;
 
 type Pipeline = ReturnType<Redis['pipeline']>;
 
+/** A pipeline being filled, and the lifetime its packets' keys get after all its writes. */
+interface PendingWrites {
+  readonly pipeline: Pipeline;
+  readonly expiring: Map<string, number>;
+}
+
 /** Both keys of a packet live until RETENTION_AFTER_EXPIRY_MS past the packet's own expiry. */
-function expireWithPacket(pipeline: Pipeline, packet: Packet): void {
-  const until = packet.expiresAtMs + RETENTION_AFTER_EXPIRY_MS;
-  pipeline.pexpireat(factsKey(packet.id), until).pexpireat(claimsKey(packet.id), until);
+function expireWithPacket(pending: PendingWrites, packet: Packet): void {
+  pending.expiring.set(packet.id, packet.expiresAtMs + RETENTION_AFTER_EXPIRY_MS);
 }
 
 export class RedisPacketCache implements PacketCache {
-  private pending: Pipeline | undefined;
+  private pending: PendingWrites | undefined;
 
   /** Every Redis error is reported here (logged and counted) and then treated as "no entry". */
   constructor(
@@ -52,29 +57,30 @@ export class RedisPacketCache implements PacketCache {
   }
 
   rememberPacket(packet: Packet, status: PacketStatus, claims: readonly { userId: string; amountFen: Fen; seq: number }[]): void {
-    this.write((pipeline) => {
-      pipeline.hset(factsKey(packet.id), { packet: JSON.stringify(packet), status });
+    this.write((pending) => {
+      pending.pipeline.hset(factsKey(packet.id), { packet: JSON.stringify(packet), status });
       if (claims.length > 0) {
-        pipeline.hset(claimsKey(packet.id), Object.fromEntries(claims.map((claim) => [claim.userId, `${claim.amountFen}:${claim.seq}`])));
+        pending.pipeline.hset(claimsKey(packet.id), Object.fromEntries(claims.map((claim) => [claim.userId, `${claim.amountFen}:${claim.seq}`])));
       }
-      expireWithPacket(pipeline, packet);
+      expireWithPacket(pending, packet);
     });
   }
 
   rememberClaim(packet: Packet, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void {
-    this.write((pipeline) => {
-      pipeline.hset(claimsKey(packet.id), claim.userId, `${claim.amountFen}:${claim.seq}`);
-      if (finished) pipeline.hset(factsKey(packet.id), 'status', 'finished');
+    this.write((pending) => {
+      pending.pipeline.hset(claimsKey(packet.id), claim.userId, `${claim.amountFen}:${claim.seq}`);
+      if (finished) pending.pipeline.hset(factsKey(packet.id), 'status', 'finished');
       // Every write gives its keys their lifetime: a write may be the one that creates the key
       // (the first claim, or the cache was flushed), and a key without one would live forever.
-      expireWithPacket(pipeline, packet);
+      // Once per packet per pipeline, after all of its writes (write()).
+      expireWithPacket(pending, packet);
     });
   }
 
   rememberExpired(packet: Packet): void {
-    this.write((pipeline) => {
-      pipeline.hset(factsKey(packet.id), 'status', 'expired');
-      expireWithPacket(pipeline, packet);
+    this.write((pending) => {
+      pending.pipeline.hset(factsKey(packet.id), 'status', 'expired');
+      expireWithPacket(pending, packet);
     });
   }
 
@@ -83,14 +89,16 @@ export class RedisPacketCache implements PacketCache {
    * group commit settles many claims at once) goes out in one pipeline, one round trip.
    * A lost write only means a later request goes on to the actor.
    */
-  private write(add: (pipeline: Pipeline) => void): void {
+  private write(add: (pending: PendingWrites) => void): void {
     if (this.redis.status !== 'ready') return;
     if (this.pending === undefined) {
-      this.pending = this.redis.pipeline();
+      this.pending = { pipeline: this.redis.pipeline(), expiring: new Map() };
       setImmediate(() => {
-        const pipeline = this.pending;
+        const pending = this.pending!;
         this.pending = undefined;
-        pipeline?.exec().catch(this.onError);
+        // Last, so that a key any write of this pipeline created gets its lifetime too.
+        for (const [packetId, until] of pending.expiring) pending.pipeline.pexpireat(factsKey(packetId), until).pexpireat(claimsKey(packetId), until);
+        pending.pipeline.exec().catch(this.onError);
       });
     }
     add(this.pending);

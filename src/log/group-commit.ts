@@ -49,9 +49,19 @@ export class GroupCommitter implements Committer {
   private scheduled = false;
   readonly stats: CommitStats = { appends: 0, events: 0 };
 
+  /** No append starts before this moment (performance.now()): the rest after the last one. */
+  private restingUntil = 0;
+
   constructor(
     private readonly log: AppendTarget,
     private readonly batchEventsMax = BATCH_EVENTS_MAX,
+    /**
+     * A pause after each append before the next starts, while its events gather (a Kafka
+     * producer's linger). For a slot's transactions (slot-committers.ts): the coordinator is still
+     * writing the last commit's markers, and a transaction begun at once is refused
+     * (CONCURRENT_TRANSACTIONS) and retried by kafkajs — two more requests for nothing.
+     */
+    private readonly pauseAfterAppendMs = 0,
   ) {}
 
   /**
@@ -79,11 +89,14 @@ export class GroupCommitter implements Committer {
   private schedule(): void {
     if (this.flushing || this.scheduled) return;
     this.scheduled = true;
-    // setImmediate, not a microtask: every open decided in this turn of the event loop joins the batch.
-    setImmediate(() => {
+    const run = () => {
       this.scheduled = false;
       void this.flush();
-    });
+    };
+    const resting = this.restingUntil - performance.now();
+    // setImmediate, not a microtask: every open decided in this turn of the event loop joins the batch.
+    if (resting > 0) setTimeout(run, resting);
+    else setImmediate(run);
   }
 
   private async flush(): Promise<void> {
@@ -95,6 +108,7 @@ export class GroupCommitter implements Committer {
       await this.log.append(batch.events);
       this.stats.appends += 1;
       this.stats.events += batch.events.length;
+      if (this.pauseAfterAppendMs > 0) this.restingUntil = performance.now() + this.pauseAfterAppendMs;
       batch.resolve();
     } catch (cause) {
       // Everything still queued was decided on top of the failed events: fail it too, so a

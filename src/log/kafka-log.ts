@@ -28,6 +28,7 @@ import {
   type KafkaLogLogger,
 } from './kafka-client.js';
 import type { PacketEvent } from './events.js';
+import { gatherBatches } from './gather-batches.js';
 import { scanKafka } from './kafka-scan.js';
 
 export { APPEND_DEADLINE_MS } from './kafka-client.js';
@@ -72,13 +73,15 @@ export const SKIPPED_POSITION_ATTEMPTS = 3;
 /** Pause before the start positions are read again for an assignment (the database did not answer). */
 const POSITIONS_RETRY_DELAY_MS = 1_000;
 /**
- * Batches (of different partitions) one consumer hands the ledger at once: two transaction
- * streams per consumer. One stream leaves Postgres idle while the consumer fetches and parses
+ * Ledger transactions one consumer runs at once, each with the gathered batches of many
+ * partitions (gather-batches.ts): two transaction streams per consumer. One stream leaves Postgres idle while the consumer fetches and parses
  * the next batch; two applied 1.34–1.43× as many claims/s on the 2-core bench machine and kept both
  * cores busy (bench/RESULTS.md, "Ledger consumers: 1 vs 2"). Batches of different partitions
  * share no packet and lock shared wallets in one order (ledger-consumer.ts, applyBatch).
  */
 export const PARTITIONS_CONSUMED_CONCURRENTLY = 2;
+/** Packets whose partition partitionOf remembers. */
+const PARTITIONS_REMEMBERED_MAX = 100_000;
 /** Pause before a consumer that kafkajs gave up on is started afresh. */
 const CONSUMER_RESTART_DELAY_MS = 1_000;
 
@@ -118,6 +121,8 @@ export class KafkaLog implements EventLog {
   private appendTail: Promise<void> = Promise.resolve();
   private readonly subscriptions = new Set<Subscription>();
   private closed = false;
+  /** packet id → partition (partitionOf), at most PARTITIONS_REMEMBERED_MAX. */
+  private readonly partitions = new Map<string, number>();
   /** Ends of the transactions this process committed, by partition (noteCommitted). */
   private readonly committedEnds = new Map<number, string>();
   /** The same murmur2 partitioner kafkajs uses by key, kept here so headFor finds the partition append chose. */
@@ -200,13 +205,19 @@ export class KafkaLog implements EventLog {
     return this.options.brokers;
   }
 
-  /** The partition every event of this packet goes to. */
+  /** The partition every event of this packet goes to (remembered: several parts ask it on every open). */
   partitionOf(packetId: string): number {
-    return this.partitioner({
+    const known = this.partitions.get(packetId);
+    if (known !== undefined) return known;
+    const partition = this.partitioner({
       topic: this.options.topic,
       partitionMetadata: this.partitionTable,
       message: { key: packetId, value: null },
     });
+    // Bounded: forgotten wholesale when full, and computed again (murmur2 is a pure function of the id).
+    if (this.partitions.size >= PARTITIONS_REMEMBERED_MAX) this.partitions.clear();
+    this.partitions.set(packetId, partition);
+    return partition;
   }
 
   /**
@@ -283,6 +294,8 @@ export class KafkaLog implements EventLog {
      * partition's next batch waits for it, so the handler sees each partition's positions in order.
      */
     const skipping = new Map<number, Promise<void>>();
+    /** The partitions' batches of one fetch, applied together (gather-batches.ts), in at most this many transactions at once. */
+    const applyGathered = gatherBatches(handler, this.options.partitionsConsumedConcurrently ?? PARTITIONS_CONSUMED_CONCURRENTLY);
     let running = true;
     let consumer: Consumer | undefined;
     /** Counts the group's assignments to this subscription; work begun for an older one is dropped. */
@@ -312,7 +325,7 @@ export class KafkaLog implements EventLog {
           if (!message.value) throw new Error(`kafka record ${batch.partition}@${message.offset} has no value`);
           return JSON.parse(message.value.toString('utf8')) as PacketEvent;
         });
-        await handler({ events, positions: [{ partition: batch.partition, nextOffset }] });
+        await applyGathered({ events, positions: [{ partition: batch.partition, nextOffset }] });
       } catch (error) {
         this.logger.warn(
           { err: error, topic, partition: batch.partition, offset: firstOffset },
@@ -437,7 +450,8 @@ export class KafkaLog implements EventLog {
         await created.run({
           autoCommit: false,
           eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? PARTITIONS_CONSUMED_CONCURRENTLY,
+          // Every partition of a fetch at once, so that their batches meet in one transaction (applyGathered).
+          partitionsConsumedConcurrently: this.partitionCount,
           eachBatch,
         });
       } catch (error) {

@@ -6,15 +6,23 @@ import { sql, type SQL } from 'drizzle-orm';
 import { readStartPositions, type EventLog, type LogBatch, type LogPosition, type StartPositions, type Subscription } from './event-log.js';
 import type { PacketEvent } from './events.js';
 
-/** Rows read per consumer batch. */
+/** Rows read per scan step. */
 export const READ_BATCH_EVENTS_MAX = 5_000;
+/**
+ * Rows per consumer batch. A batch is one transaction, and on the embedded database nothing else
+ * runs until it commits — the appends openers wait on included — so its size bounds what it adds
+ * to an open's latency: about 40-60 µs of PGlite per event, so 1,000 events hold it ~50 ms.
+ */
+export const CONSUMER_BATCH_EVENTS_MAX = 1_000;
 const IDLE_POLL_MS = 25;
 /**
- * After a partial batch the reader waits this long before reading again, even when woken:
- * a ledger transaction per handful of events would take the single embedded database away
- * from the appends that openers are waiting on. Larger batches, fewer transactions.
+ * After a partial batch the reader waits until a full batch has been appended, or this long:
+ * a ledger transaction per handful of events costs twice as much per event as one of hundreds
+ * (measured: ~115 µs per event in batches of ~150, ~60 in batches of ~650), and it would take the
+ * single embedded database away from the appends that openers are waiting on. So: larger
+ * batches, fewer transactions, and a ledger at most this far behind when the load is light.
  */
-const GATHER_MS = 20;
+const GATHER_MS = 100;
 const RETRY_DELAY_MS = 200;
 
 /** The little a table log needs from a database: run a statement, get rows. */
@@ -31,7 +39,8 @@ const parseEvent = (event: PacketEvent | string): PacketEvent => (typeof event =
 
 export class TableLog implements EventLog {
   readonly name = 'table';
-  private readonly wakers = new Set<() => void>();
+  /** Each subscription's wake-up, told how many events an append just added. */
+  private readonly wakers = new Set<(appended: number) => void>();
 
   /** Reads of the log that failed (and were retried) since start. */
   readFailures = 0;
@@ -50,31 +59,40 @@ export class TableLog implements EventLog {
                   ${sql.param(events.map((event) => JSON.stringify(event)))}::text[])
            with ordinality as input(packet_id, event, position)
       order by position`);
-    for (const wake of this.wakers) wake();
+    for (const wake of this.wakers) wake(events.length);
   }
 
   async subscribe(from: StartPositions, handler: (batch: LogBatch) => Promise<void>): Promise<Subscription> {
     let next = BigInt((await readStartPositions(from)).find((position) => position.partition === 0)?.nextOffset ?? '0');
     let running = true;
-    let wake: () => void = () => {};
-    const sleep = (ms: number) =>
+    /** Events appended by this process since the last read; what a waiting reader waits for. */
+    let appendedSinceRead = 0;
+    let waiting: { readonly until: number; resolve(): void } | undefined;
+    /** Until `ms` pass, `events` more events are appended here, or stop(). */
+    const sleep = (ms: number, events = 1) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        wake = () => {
+        const timer = setTimeout(() => wakeUp(), ms);
+        const wakeUp = () => {
           clearTimeout(timer);
+          waiting = undefined;
           resolve();
         };
+        waiting = { until: appendedSinceRead + events, resolve: wakeUp };
       });
-    const waker = () => wake();
+    const waker = (appended: number) => {
+      appendedSinceRead += appended;
+      if (waiting !== undefined && appendedSinceRead >= waiting.until) waiting.resolve();
+    };
     this.wakers.add(waker);
 
     const loop = async () => {
       while (running) {
         let read: { seq: string | number; event: PacketEvent | string }[];
         try {
+          appendedSinceRead = 0;
           read = await rows(
             this.executor,
-            sql`select seq, event from log_events where seq >= ${String(next)}::bigint order by seq limit ${READ_BATCH_EVENTS_MAX}`,
+            sql`select seq, event from log_events where seq >= ${String(next)}::bigint order by seq limit ${CONSUMER_BATCH_EVENTS_MAX}`,
           );
         } catch (error) {
           // The database did not answer: count it, report it, and read again after a pause.
@@ -92,7 +110,7 @@ export class TableLog implements EventLog {
         try {
           await handler({ events, positions: [{ partition: 0, nextOffset: after.toString() }] });
           next = after;
-          if (read.length < READ_BATCH_EVENTS_MAX) await new Promise((resolve) => setTimeout(resolve, GATHER_MS));
+          if (read.length < CONSUMER_BATCH_EVENTS_MAX) await sleep(GATHER_MS, CONSUMER_BATCH_EVENTS_MAX);
         } catch (error) {
           // The handler stored nothing (and has counted and reported its failure): read the
           // same rows again after a pause. Anything but an Error is a bug, not a failed batch.
@@ -105,7 +123,7 @@ export class TableLog implements EventLog {
     return {
       stop: async () => {
         running = false;
-        wake();
+        waiting?.resolve();
         await done;
         this.wakers.delete(waker);
       },

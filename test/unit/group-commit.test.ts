@@ -222,4 +222,20 @@ describe('GroupCommitter', () => {
     for (const outcome of doomed) expect(outcome.error).toBeInstanceOf(UnavailableError);
     expect(durable.map((outcome) => outcome.state)).toEqual(['resolved', 'resolved']);
   });
+
+  it('with a pause after each append, what is submitted during it waits, and goes out together once it is over', async () => {
+    const log = new ControlledLog(false);
+    const committer = new GroupCommitter(log, BATCH_EVENTS_MAX, 40);
+    await committer.submit(claim('p', 1));
+    const firstDoneAt = performance.now();
+    expect(log.appends).toHaveLength(1);
+    const later = [committer.submit(claim('p', 2)), committer.submit(claim('p', 3))];
+    await nextTick();
+    committer.submit(claim('p', 4));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(log.appends).toHaveLength(1); // resting
+    await Promise.all(later);
+    expect(performance.now() - firstDoneAt).toBeGreaterThanOrEqual(35);
+    expect(log.appends.map((events) => events.map((event) => (event as ClaimEvent).seq))).toEqual([[1], [2, 3, 4]]);
+  });
 });
