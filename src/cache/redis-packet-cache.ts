@@ -17,6 +17,8 @@ type Pipeline = ReturnType<Redis['pipeline']>;
 interface PendingWrites {
   readonly pipeline: Pipeline;
   readonly expiring: Map<string, number>;
+  /** Claims to add to each packet's claims hash: one HSET per packet per pipeline, not one per claim. */
+  readonly claims: Map<string, Record<string, string>>;
 }
 
 /** Both keys of a packet live until RETENTION_AFTER_EXPIRY_MS past the packet's own expiry. */
@@ -68,7 +70,9 @@ export class RedisPacketCache implements PacketCache {
 
   rememberClaim(packet: Packet, claim: { userId: string; amountFen: Fen; seq: number }, finished: boolean): void {
     this.write((pending) => {
-      pending.pipeline.hset(claimsKey(packet.id), claim.userId, `${claim.amountFen}:${claim.seq}`);
+      let fields = pending.claims.get(packet.id);
+      if (fields === undefined) pending.claims.set(packet.id, (fields = {}));
+      fields[claim.userId] = `${claim.amountFen}:${claim.seq}`;
       if (finished) pending.pipeline.hset(factsKey(packet.id), 'status', 'finished');
       // Every write gives its keys their lifetime: a write may be the one that creates the key
       // (the first claim, or the cache was flushed), and a key without one would live forever.
@@ -92,10 +96,12 @@ export class RedisPacketCache implements PacketCache {
   private write(add: (pending: PendingWrites) => void): void {
     if (this.redis.status !== 'ready') return;
     if (this.pending === undefined) {
-      this.pending = { pipeline: this.redis.pipeline(), expiring: new Map() };
+      this.pending = { pipeline: this.redis.pipeline(), expiring: new Map(), claims: new Map() };
       setImmediate(() => {
         const pending = this.pending!;
         this.pending = undefined;
+        // A user's claim never changes, so its field may go after the packet's other writes.
+        for (const [packetId, fields] of pending.claims) pending.pipeline.hset(claimsKey(packetId), fields);
         // Last, so that a key any write of this pipeline created gets its lifetime too.
         for (const [packetId, until] of pending.expiring) pending.pipeline.pexpireat(factsKey(packetId), until).pexpireat(claimsKey(packetId), until);
         pending.pipeline.exec().catch(this.onError);

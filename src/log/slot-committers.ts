@@ -11,7 +11,7 @@ import type { SlotWriters } from './slot-writers.js';
  * transaction begun at once is refused (CONCURRENT_TRANSACTIONS) and retried after 10 ms.
  * Waiting here instead gathers that time's opens into the same transaction.
  */
-export const SLOT_COMMIT_PAUSE_MS = 20;
+export const SLOT_COMMIT_PAUSE_MS = 40;
 
 export class SlotCommitters implements Committer {
   private readonly bySlot = new Map<number, GroupCommitter>();

@@ -4,6 +4,8 @@
 // the request bucket is shared through Redis by every process; every key the product writes to Redis has a lifetime.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/cache/redis-client.js';
+import { RedisRateLimiter } from '../../src/cache/redis-rate-limit.js';
+import { TokenBucketLimiter } from '../../src/engine/rate-limit.js';
 import { apiClient } from '../support/http-client.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
@@ -123,6 +125,36 @@ describe('Redis packet cache and rate limit', () => {
     } finally {
       await other.stop();
       await dead.stop();
+    }
+  });
+
+  it('takes of one tick go to Redis in one call, each user its own bucket, a user named twice taken twice in order', async () => {
+    const redis = createRedis(REDIS_URL, () => {});
+    await redis.connect();
+    const run = `batch${Date.now().toString(36)}`;
+    // Redis's own record of the commands it ran: each script call over this run's keys.
+    const monitor = await createRedis(REDIS_URL, () => {}).monitor();
+    let calls = 0;
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^eval(sha)?$/i.test(args[0] ?? '') && args.some((arg) => arg.includes(run))) calls += 1;
+    });
+    const settled = () => new Promise((resolve) => setTimeout(resolve, 100));
+    const limiter = new RedisRateLimiter(redis, 3, 0.001, new TokenBucketLimiter(1_000, 1_000), () => {}, `${run}:`);
+    try {
+      const now = Date.now();
+      // Five takes by a (burst 3) and two by b, all in one tick.
+      const answers = await Promise.all(['a', 'b', 'a', 'a', 'b', 'a', 'a'].map((user) => limiter.take(`${run}-${user}`, now)));
+      await settled();
+      expect(calls).toBe(1);
+      expect(answers).toEqual([true, true, true, true, true, false, false]);
+      // The buckets are in Redis: a later call sees a empty and b with one token left.
+      expect(await Promise.all([limiter.take(`${run}-a`, now), limiter.take(`${run}-b`, now), limiter.take(`${run}-b`, now)])).toEqual([false, true, false]);
+      await settled();
+      expect(calls).toBe(2);
+      expect(await redis.pttl(`${run}:${run}-a`)).toBeGreaterThan(0);
+    } finally {
+      monitor.disconnect();
+      redis.disconnect();
     }
   });
 });
