@@ -96,6 +96,8 @@ export interface Hongbao {
   readonly log: AppendLog;
   readonly committer: Committer;
   readonly engine: Engine;
+  /** The thread that owns the database and runs the ledger (storage-thread.ts). */
+  readonly storage: StorageThread;
   /** Services mode: this node's place in the cluster (slots, their writers, the engine group). */
   readonly cluster: ClusterNode | undefined;
   readonly consumer: ConsumerPort;
@@ -295,6 +297,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     committer,
     engine,
     cluster,
+    storage,
     consumer,
     ledger,
     cacheName: redis ? `redis (${new URL(options.redisUrl!).host})` : 'in-process',

@@ -66,7 +66,8 @@ export class StorageThread {
   private closing = false;
 
   private constructor(
-    private readonly worker: Worker,
+    /** The thread itself (operators' tools and the fail-stop test terminate it). */
+    readonly worker: Worker,
     private readonly rpc: RpcClient,
     readonly database: DatabaseHandle,
     logName: string,
