@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { openKafkaLog } from '../../src/app/compose.js';
+import { openKafkaLog } from '../../src/app/open-kafka-log.js';
 import { packetSeed } from '../../src/domain/random.js';
 import { Engine } from '../../src/engine/engine.js';
 import { openDatabase } from '../../src/ledger/database.js';

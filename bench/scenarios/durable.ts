@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { openKafkaLog } from '../../src/app/compose.js';
+import { openKafkaLog } from '../../src/app/open-kafka-log.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 import type { Packet } from '../../src/domain/packet.js';
 import { packetSeed } from '../../src/domain/random.js';

@@ -349,5 +349,3 @@ async function connectRedis(url: string, logger: Logger): Promise<Redis> {
   await redis.connect().catch((error: unknown) => logger.warn({ err: error }, 'redis unreachable at start; serving without it'));
   return redis;
 }
-
-export { openKafkaLog, type KafkaSettings } from './open-kafka-log.js';

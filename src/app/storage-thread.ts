@@ -161,8 +161,11 @@ export class RemoteConsumer implements ConsumerPort {
   constructor(private readonly rpc: RpcClient) {}
 
   mirror(stats: ConsumerStats): void {
-    ({ appliedEvents: this.appliedEvents, failedBatches: this.failedBatches, conflicts: this.conflicts } = stats);
-    ({ failedPositionReads: this.failedPositionReads, logReadFailures: this.logReadFailures } = stats);
+    this.appliedEvents = stats.appliedEvents;
+    this.failedBatches = stats.failedBatches;
+    this.conflicts = stats.conflicts;
+    this.failedPositionReads = stats.failedPositionReads;
+    this.logReadFailures = stats.logReadFailures;
     for (const { partition, nextOffset } of stats.positions) {
       if (compareOffsets(nextOffset, this.appliedPosition(partition)) > 0) this.positions.set(partition, nextOffset);
     }

@@ -11,7 +11,8 @@ import { isConnectionError, type Database } from './database.js';
 import { runIdempotent, type IdempotentResult } from './idempotency.js';
 import { duePacketIds, loadStoredPacket, storeSentPacket } from './packet-store.js';
 import { reconcile, type ReconciliationReport } from './reconciliation.js';
-import { receivedRecords, sentRecords, type Cursor, type ReceivedRecords, type SentRecords } from './records.js';
+import type { Cursor } from './record-cursor.js';
+import { receivedRecords, sentRecords, type ReceivedRecords, type SentRecords } from './records.js';
 import { deposit, MoneyInLimitError, walletBalance } from './wallets.js';
 
 export type SendBooking = IdempotentResult<Packet, { balanceFen: Fen }>;

@@ -6,7 +6,6 @@ import type { Packet, PacketStatus } from '../domain/packet.js';
 import type { Fen } from '../money/money.js';
 import { rowsOf, type Db } from './database.js';
 
-export { RECORDS_PAGE_SIZE, recordsYearOf, yearBounds, encodeCursor, decodeCursor, type Cursor } from './record-cursor.js';
 import { RECORDS_PAGE_SIZE, yearBounds, type Cursor } from './record-cursor.js';
 
 export interface SentPacket {

@@ -69,7 +69,7 @@ export class TableLog implements EventLog {
     /** Events appended by this process since the last read; what a waiting reader waits for. */
     let appendedSinceRead = 0;
     let waiting: { readonly until: number; resolve(): void } | undefined;
-    /** Until `ms` pass, `events` more events are appended here, or stop(). */
+    /** Until `ms` pass, `events` events have been appended here since the last read (at once if so already), or stop(). */
     const sleep = (ms: number, events = 1) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => wakeUp(), ms);
@@ -78,7 +78,9 @@ export class TableLog implements EventLog {
           waiting = undefined;
           resolve();
         };
-        waiting = { until: appendedSinceRead + events, resolve: wakeUp };
+        waiting = { until: events, resolve: wakeUp };
+        // Appended while the batch was being applied: no need to wait for more.
+        if (appendedSinceRead >= events) wakeUp();
       });
     const waker = (appended: number) => {
       appendedSinceRead += appended;
@@ -99,7 +101,7 @@ export class TableLog implements EventLog {
           // The database did not answer: count it, report it, and read again after a pause.
           this.readFailures += 1;
           this.onReadError(error);
-          await sleep(RETRY_DELAY_MS);
+          await sleep(RETRY_DELAY_MS, Number.POSITIVE_INFINITY); // a pause, whatever is appended meanwhile
           continue;
         }
         if (read.length === 0) {
@@ -116,7 +118,7 @@ export class TableLog implements EventLog {
           // The handler stored nothing (and has counted and reported its failure): read the
           // same rows again after a pause. Anything but an Error is a bug, not a failed batch.
           if (!(error instanceof Error)) throw error;
-          await sleep(RETRY_DELAY_MS);
+          await sleep(RETRY_DELAY_MS, Number.POSITIVE_INFINITY); // a pause, whatever is appended meanwhile
         }
       }
     };

@@ -20,6 +20,7 @@ describe('the storage thread', () => {
     await client.openOk(packet.id, 'st-a');
     await h.settle();
     expect(await client.balance('st-a')).toBe('1.00');
+    await client.expectConserved(); // through the thread: Σ balances + live escrow = deposits
 
     const exited = new Promise<number>((resolve) => h!.hongbao.storage.worker.once('exit', resolve));
     await h.hongbao.storage.worker.terminate();
