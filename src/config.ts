@@ -82,6 +82,12 @@ const environment = z.object({
   BODY_BYTES_MAX: integer(1024, BODY_BYTES_MAX_MAX, DEFAULT_BODY_BYTES_MAX),
   NODE_ENV: z.string().optional(),
   TOKEN_TTL_MAX_SECONDS: integer(60, 366 * 24 * 3600, DEFAULT_TOKEN_TTL_MAX_SECONDS),
+  SANDBOX_URL: z.string().url().optional(),
+  SANDBOX_MERCHANT_KEY: z.string().min(1).optional(),
+  SANDBOX_PUBLIC_KEY: z.string().min(1).optional(),
+  SANDBOX_PRIVATE_KEY: z.string().min(1).optional(),
+  PAYMENT_TIMEOUT_MS: integer(1_000, 7 * 24 * 3600 * 1000, 900_000),
+  PAYMENT_RESWEEP_MS: integer(0, 3600 * 1000, 5_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -115,6 +121,22 @@ export interface Config {
   readonly bodyBytesMax: number;
   /** Bearer tokens must carry `exp`, at most this far after their `iat` (or after now). */
   readonly tokenTtlMaxSeconds: number;
+  /**
+   * The sandbox payment provider: its base URL (unset: this process mounts its own at /sandbox
+   * and uses that), the merchant key (unset: the sandbox's dev key) and its public key (unset:
+   * fetched from the sandbox once and pinned).
+   */
+  readonly sandbox: {
+    readonly url: string | undefined;
+    readonly merchantKey: string | undefined;
+    readonly publicKey: string | undefined;
+    /** The mounted sandbox's signing key (unset: made on first start into DATA_DIR). */
+    readonly privateKey: string | undefined;
+  };
+  /** How long a provider payment may stay unconfirmed before the server asks the provider. */
+  readonly paymentTimeoutMs: number;
+  /** The second crediting sweep, this long after a packet's funds are confirmed. */
+  readonly paymentResweepMs: number;
   readonly production: boolean;
   readonly logLevel: string;
   /** Why the config is not fit for production, shown as warnings at start. */
@@ -174,6 +196,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestsInFlightMax: values.REQUESTS_IN_FLIGHT_MAX,
     bodyBytesMax: values.BODY_BYTES_MAX,
     tokenTtlMaxSeconds: values.TOKEN_TTL_MAX_SECONDS,
+    sandbox: { url: values.SANDBOX_URL?.replace(/\/+$/, ''), merchantKey: values.SANDBOX_MERCHANT_KEY, publicKey: values.SANDBOX_PUBLIC_KEY, privateKey: values.SANDBOX_PRIVATE_KEY },
+    paymentTimeoutMs: values.PAYMENT_TIMEOUT_MS,
+    paymentResweepMs: values.PAYMENT_RESWEEP_MS,
     production,
     logLevel: values.LOG_LEVEL,
     warnings,

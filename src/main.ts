@@ -3,7 +3,8 @@
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
-import { composeHongbao, composeOptionsFrom } from './app/compose.js';
+import { composeHongbao, composeOptionsFrom, SANDBOX_MOUNT_PATH } from './app/compose.js';
+import { createSandbox, SANDBOX_DEV_MERCHANT_KEY } from './payments/sandbox/index.js';
 import { listenStartupError, startupLine } from './app/startup-errors.js';
 import { loadConfig } from './config.js';
 import { createApp } from './http/app.js';
@@ -51,6 +52,13 @@ async function main(): Promise<void> {
     bodyBytesMax: config.bodyBytesMax,
     tokenTtlMaxSeconds: config.tokenTtlMaxSeconds,
   });
+  // Without SANDBOX_URL this process serves the sandbox provider itself, so `npm start` is all a
+  // newcomer needs; the engine still talks to it only over HTTP, as to a real provider.
+  const sandbox =
+    config.sandbox.url === undefined
+      ? createSandbox({ dataDir: config.dataDir, merchantKey: config.sandbox.merchantKey ?? SANDBOX_DEV_MERCHANT_KEY, ...(config.sandbox.privateKey ? { privateKey: config.sandbox.privateKey } : {}), logger })
+      : undefined;
+  if (sandbox !== undefined) app.route(SANDBOX_MOUNT_PATH, sandbox.app);
   fetch = app.fetch;
   const url = `http://${config.host}:${(server.address() as AddressInfo).port}`;
   console.log(
@@ -64,6 +72,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'stopping');
     server.close();
+    await sandbox?.close();
     await hongbao.stop();
     process.exit(0);
   };

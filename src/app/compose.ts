@@ -33,6 +33,9 @@ import { openKafkaLog, type KafkaSettings } from './open-kafka-log.js';
 import { StorageThread, type AppendLog, type DatabaseHandle } from './storage-thread.js';
 import { ClusterNode } from './cluster.js';
 import { Service, singleNode } from './hongbao-service.js';
+import { PAYMENT_JOBS_INTERVAL_MS, PaymentDesk, type Providers } from './payment-desk.js';
+import { SANDBOX_DEV_MERCHANT_KEY } from '../payments/sandbox/index.js';
+import { fetchSandboxPublicKey, SandboxProvider } from '../payments/sandbox-provider.js';
 import { createServiceMetrics } from './metrics.js';
 import { databaseStartupError, kafkaStartupError } from './startup-errors.js';
 
@@ -86,6 +89,46 @@ export interface ComposeOptions {
   readonly requestsInFlightMax?: number;
   /** This node's name and address in a cluster (default: a single node named after the process). */
   readonly node?: { readonly id: string; readonly url: string };
+  /** Payment providers (absent: packets are paid from the balance only). */
+  readonly payments?: PaymentOptions;
+}
+
+export interface PaymentOptions {
+  /** The sandbox provider: where it answers, the merchant key, and its public key (unset: fetched once and pinned). */
+  readonly sandbox: { readonly url: string; readonly merchantKey: string; readonly publicKey?: string | undefined };
+  /** Where the provider reaches this engine (its notify route is under it). */
+  readonly engineUrl: string;
+  readonly timeoutMs: number;
+  readonly resweepMs: number;
+}
+
+/** The payment settings from the config: the sandbox at SANDBOX_URL, or this process's own at /sandbox. */
+export function paymentOptionsFrom(config: Config): PaymentOptions {
+  return {
+    sandbox: {
+      url: config.sandbox.url ?? `${config.advertiseUrl}${SANDBOX_MOUNT_PATH}`,
+      merchantKey: config.sandbox.merchantKey ?? SANDBOX_DEV_MERCHANT_KEY,
+      publicKey: config.sandbox.publicKey,
+    },
+    engineUrl: config.advertiseUrl,
+    timeoutMs: config.paymentTimeoutMs,
+    resweepMs: config.paymentResweepMs,
+  };
+}
+
+/** Where an engine without SANDBOX_URL mounts its own sandbox provider. */
+export const SANDBOX_MOUNT_PATH = '/sandbox';
+
+function paymentProviders(options: PaymentOptions | undefined): Providers {
+  if (options === undefined) return new Map();
+  const { sandbox } = options;
+  return new Map([
+    [
+      'sandbox',
+      async () =>
+        new SandboxProvider({ baseUrl: sandbox.url, merchantKey: sandbox.merchantKey, publicKey: sandbox.publicKey ?? (await fetchSandboxPublicKey(sandbox.url)) }),
+    ],
+  ]);
 }
 
 /** The assembled product: its service, and its parts for operators and tests. */
@@ -126,6 +169,7 @@ export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock)
     runJobs: config.role !== 'ledger',
     servesPackets: config.role !== 'ledger',
     node: { id: config.nodeId, url: config.advertiseUrl },
+    payments: paymentOptionsFrom(config),
   };
 }
 
@@ -226,7 +270,26 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     engine,
     clock,
   );
+  const payments = new PaymentDesk({
+    providers: paymentProviders(options.payments),
+    settings: {
+      timeoutMs: options.payments?.timeoutMs ?? 900_000,
+      resweepMs: options.payments?.resweepMs ?? 5_000,
+      notifyUrl: (provider) => `${options.payments?.engineUrl ?? ''}/v1/payments/${provider}/notify`,
+    },
+    ledger,
+    engine,
+    clock,
+    logger,
+    metrics,
+    decidesHere: (packetId) => cluster === undefined || cluster.decidesHere(packetId),
+  });
+  const settlePayments = async () => {
+    await payments.timeoutPass();
+    await payments.resweepPass();
+  };
   const service = new Service({
+    payments,
     limits,
     clock,
     ledger,
@@ -317,6 +380,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
       if (engineLock !== undefined && !(await takeEngineLock())) return;
       if (options.runJobs !== false) {
         jobs.push(every(EXPIRY_INTERVAL_MS, expireDue, onJobError));
+        if (options.payments !== undefined) jobs.push(every(PAYMENT_JOBS_INTERVAL_MS, settlePayments, onJobError));
         jobs.push(every(ACTOR_IDLE_MS / 4, async () => void engine.evictIdle(ACTOR_IDLE_MS), onJobError));
       }
       service.serving = true;

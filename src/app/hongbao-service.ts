@@ -12,15 +12,21 @@ import { planSend, type SendRequest } from '../domain/validation.js';
 import type { Clock } from '../engine/clock.js';
 import type { Engine } from '../engine/engine.js';
 import type { OpenRate, RateLimiter } from '../engine/rate-limit.js';
-import type { LedgerPort } from '../ledger/ledger.js';
+import type { LedgerPort, SendBooking } from '../ledger/ledger.js';
+import type { PacketOrder } from '../ledger/payments.js';
+import { orderIdOf } from '../domain/payment.js';
 import type { PendingCredits } from '../ledger/pending-credits.js';
 import { decodeCursor, encodeCursor, recordsYearOf, type Cursor } from '../ledger/record-cursor.js';
 import type { Fen } from '../money/money.js';
 import type { UserAdmission } from './admission.js';
 import type { ServiceMetrics } from './metrics.js';
+import { ProviderUnavailableError, viewOf, type PaymentDesk } from './payment-desk.js';
 import type {
   Admission,
   ClusterView,
+  NotificationOutcome,
+  PaymentReturnOutcome,
+  PaymentView,
   DepositOutcome,
   PacketRoute,
   GrabAnswer,
@@ -53,6 +59,8 @@ export interface ServiceParts {
   readonly checkDependencies: () => Promise<void>;
   /** Which node decides each packet (a single process decides every packet itself). */
   readonly placement: Placement;
+  /** Orders, returns and notifications of the payment providers. */
+  readonly payments: PaymentDesk;
 }
 
 /** This node's place in the cluster: the owner of each packet, and who is in it. */
@@ -120,8 +128,13 @@ export class Service implements HongbaoService {
       const plan = planSend(request, this.parts.limits);
       if (!plan.ok) return { kind: 'invalid', problems: plan.problems };
       const nowMs = this.parts.clock.now();
+      const payWith = request.payWith;
+      if (payWith !== undefined && !this.parts.payments.providerNames.includes(payWith)) {
+        return { kind: 'invalid', problems: [`payWith must be balance or one of: ${this.parts.payments.providerNames.join(', ') || '(none configured)'}`] };
+      }
+      const packetId = newPacketId(this.parts.packetIdKey, randomBytes(PACKET_ID_RANDOM_BYTES));
       const packet: Packet = {
-        id: newPacketId(this.parts.packetIdKey, randomBytes(PACKET_ID_RANDOM_BYTES)),
+        id: packetId,
         type: request.type,
         senderId: request.senderId,
         targetId: request.targetId,
@@ -131,24 +144,50 @@ export class Service implements HongbaoService {
         members: request.members,
         createdAtMs: nowMs,
         liveAtMs: nowMs,
+        // Provisional for a provider-paid packet: its lifetime starts when it becomes openable.
         expiresAtMs: nowMs + this.parts.limits.ttlMs,
+        ...(payWith !== undefined ? { payment: { provider: payWith, orderId: orderIdOf(packetId) } } : {}),
       };
-      const booking = await this.parts.ledger.send(packet, { callerId: request.senderId, key: idempotencyKey, request });
-      switch (booking.kind) {
-        case 'conflict':
-          return { kind: 'idempotency_conflict' };
-        case 'rejected':
-          return { kind: 'insufficient_balance', balanceFen: booking.rejection.balanceFen };
-        case 'fresh':
-          // Its actor starts here only if this node decides it; the owner loads it on first use.
-          if (this.parts.placement.route(booking.value.id).kind === 'here') this.parts.engine.adopt({ packet: booking.value, claims: [], expired: false });
-          return { kind: 'sent', view: { packet: booking.value, status: 'live', claimedCount: 0, claimedFen: 0 } };
-        case 'replayed':
-          // The first answer again: the packet as it was sent, whatever happened to it since.
-          return { kind: 'sent', view: { packet: booking.value, status: 'live', claimedCount: 0, claimedFen: 0 } };
+      const idempotency = { callerId: request.senderId, key: idempotencyKey, request };
+      let order: PacketOrder | undefined;
+      if (payWith !== undefined) {
+        // Asked first, so that a retried send makes no second order at the provider.
+        const stored = await this.parts.ledger.findSend(idempotency);
+        if (stored !== null) return this.sent(stored);
+        try {
+          order = await this.parts.payments.createOrder(packet, payWith);
+        } catch (error) {
+          if (error instanceof ProviderUnavailableError) return { kind: 'provider_unavailable', message: error.message };
+          throw error;
+        }
       }
+      const booking = await this.parts.ledger.send(packet, idempotency, order);
+      if (booking.kind === 'fresh' && this.parts.placement.route(booking.value.id).kind === 'here') {
+        // Its actor starts here only if this node decides it; the owner loads it on first use.
+        const { order: _order, ...sent } = booking.value;
+        this.parts.engine.adopt({ packet: sent, claims: [], expired: false, ...(order ? { payment: { phase: 'pending_payment', lateCredited: false } } : {}) });
+      }
+      return this.sent(booking);
     } finally {
       stopTimer();
+    }
+  }
+
+  /** A send's answer; a replay is the first answer again: the packet as it was sent, whatever happened to it since. */
+  private sent(booking: SendBooking): SendOutcome {
+    switch (booking.kind) {
+      case 'conflict':
+        return { kind: 'idempotency_conflict' };
+      case 'rejected':
+        return { kind: 'insufficient_balance', balanceFen: booking.rejection.balanceFen };
+      case 'fresh':
+      case 'replayed': {
+        const { order, ...packet } = booking.value;
+        const view = { packet, status: order === undefined ? ('live' as const) : ('pending_payment' as const), claimedCount: 0, claimedFen: 0 };
+        if (order === undefined) return { kind: 'sent', view };
+        const payment: PaymentView = { orderId: order.orderId, provider: order.provider, amountFen: order.amountFen, payToken: order.payToken, expiresAtMs: order.expiresAtMs };
+        return { kind: 'sent', view, payment };
+      }
     }
   }
 
@@ -183,17 +222,18 @@ export class Service implements HongbaoService {
     if (snapshot === null) return { kind: 'not_found' };
     if (snapshot === 'busy') return BUSY;
     if (!mayView(snapshot.packet, viewerId)) return { kind: 'forbidden' };
-    const claimedFen = snapshot.claims.reduce((sum, claim) => sum + claim.amountFen, 0);
     return {
       kind: 'page',
-      view: { packet: snapshot.packet, status: snapshot.status, claimedCount: snapshot.claims.length, claimedFen },
+      view: viewOf(snapshot),
       claims: snapshot.claims,
       page: resultPage(snapshot.packet, snapshot.status, snapshot.claims, viewerId),
     };
   }
 
+  /** `pending`: claims decided here and not yet booked, and booked claims held for packets awaiting their funds. */
   async wallet(userId: string): Promise<{ balanceFen: Fen; pendingFen: Fen }> {
-    return { balanceFen: await this.parts.ledger.balance(userId), pendingFen: this.parts.pending.pendingFen(userId) };
+    const { balanceFen, heldFen } = await this.parts.ledger.wallet(userId);
+    return { balanceFen, pendingFen: this.parts.pending.pendingFen(userId) + heldFen };
   }
 
   sentRecords(userId: string, year: number | undefined, cursor: string | undefined): Promise<RecordsOutcome<SentRecordsView>> {
@@ -237,6 +277,23 @@ export class Service implements HongbaoService {
 
   expireDue(): Promise<void> {
     return this.parts.expireDue();
+  }
+
+  get paymentProviders(): readonly string[] {
+    return this.parts.payments.providerNames;
+  }
+
+  paymentReturn(packetId: string, callerId: string, returnPayload: string): Promise<PaymentReturnOutcome> {
+    return this.parts.payments.paymentReturn(packetId, callerId, returnPayload);
+  }
+
+  paymentNotification(provider: string, headers: (name: string) => string | undefined, body: string): Promise<NotificationOutcome> {
+    return this.parts.payments.notification(provider, headers, body);
+  }
+
+  async settlePaymentsDue(): Promise<void> {
+    await this.parts.payments.timeoutPass();
+    await this.parts.payments.resweepPass();
   }
 }
 

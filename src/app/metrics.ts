@@ -112,7 +112,24 @@ export function createServiceMetrics(sources: MetricSources) {
       },
     });
   }
-  return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds };
+  const payments = new Counter({
+    name: 'hongbao_payment_signals_total',
+    help: 'Payment signals by source (return, notification, query) and what they changed (awaiting_funds, funded, cancelled, late_credit, none)',
+    labelNames: ['source', 'change'],
+    registers: [registry],
+  });
+  const paymentRefusals = new Counter({
+    name: 'hongbao_payment_refusals_total',
+    help: 'Payment messages refused (forged, stale, replayed, for another order), by source and reason',
+    labelNames: ['source', 'reason'],
+    registers: [registry],
+  });
+  const resweptClaims = new Counter({
+    name: 'hongbao_payment_reswept_claims_total',
+    help: 'Held claims the second sweep credited (0 unless a claim was booked after its packet was funded)',
+    registers: [registry],
+  });
+  return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds, payments, paymentRefusals, resweptClaims };
 }
 
 export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;

@@ -18,8 +18,19 @@ export interface PacketView {
   readonly claimedFen: Fen;
 }
 
+/** What the sender's app needs to pay a provider-paid packet. */
+export interface PaymentView {
+  readonly orderId: string;
+  readonly provider: string;
+  readonly amountFen: Fen;
+  readonly payToken: string;
+  readonly expiresAtMs: number;
+}
+
 export type SendOutcome =
-  | { kind: 'sent'; view: PacketView }
+  | { kind: 'sent'; view: PacketView; payment?: PaymentView }
+  /** The provider could not make the order: nothing was stored. */
+  | { kind: 'provider_unavailable'; message: string }
   | { kind: 'invalid'; problems: string[] }
   | { kind: 'insufficient_balance'; balanceFen: Fen }
   | { kind: 'idempotency_conflict' };
@@ -33,6 +44,22 @@ export type { Busy };
 
 export type GrabAnswer = GrabOutcome | { state: 'not_found' } | Busy;
 export type OpenAnswer = OpenOutcome | { state: 'not_found' } | { state: 'rate_limited'; retryAfterMs: number };
+
+export type PaymentReturnOutcome =
+  | { kind: 'settled'; view: PacketView }
+  | { kind: 'not_found' }
+  | { kind: 'forbidden' }
+  /** The payload does not verify, is for another order, or the packet has no payment: nothing changed. */
+  | { kind: 'invalid'; reason: string }
+  | Busy;
+
+export type NotificationOutcome =
+  | { kind: 'accepted' }
+  /** A bad signature, a timestamp out of the window, or a nonce seen before: nothing changed. */
+  | { kind: 'unauthorized'; reason: string }
+  | { kind: 'invalid'; reason: string }
+  | { kind: 'not_found'; reason: string }
+  | Busy;
 
 export type PageOutcome =
   | { kind: 'page'; view: PacketView; claims: readonly Claim[]; page: ResultPage }
@@ -140,4 +167,12 @@ export interface HongbaoService {
   cluster(): Promise<ClusterView>;
   /** Runs one expiry pass now (tests and operators; the job runs it every second). */
   expireDue(): Promise<void>;
+  /** The payment providers `payWith` may name besides `balance`. */
+  readonly paymentProviders: readonly string[];
+  /** The provider's synchronous return, forwarded by the sender's app (sender only). */
+  paymentReturn(packetId: string, callerId: string, returnPayload: string): Promise<PaymentReturnOutcome>;
+  /** The provider's asynchronous notification, with its signature headers and raw body. */
+  paymentNotification(provider: string, headers: (name: string) => string | undefined, body: string): Promise<NotificationOutcome>;
+  /** Runs the payment jobs once now: the timeout queries, then the second sweep (tests and operators). */
+  settlePaymentsDue(): Promise<void>;
 }

@@ -14,6 +14,10 @@ export type OpenOutcome =
   | { state: 'sold_out' }
   | { state: 'expired' }
   | { state: 'not_eligible' }
+  /** Provider-paid, not paid yet: nothing to open. */
+  | { state: 'pending_payment' }
+  /** Provider-paid, and the payment failed. */
+  | { state: 'cancelled' }
   | Busy;
 
 export type GrabOutcome =
@@ -21,4 +25,6 @@ export type GrabOutcome =
   | { state: 'claimed'; amountFen: Fen }
   | { state: 'sold_out' }
   | { state: 'expired' }
-  | { state: 'not_eligible' };
+  | { state: 'not_eligible' }
+  | { state: 'pending_payment' }
+  | { state: 'cancelled' };

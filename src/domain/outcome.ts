@@ -1,8 +1,14 @@
 // Facts about a packet derived from its claims: status, best luck, time to empty.
 import type { Claim, Packet, PacketStatus } from './packet.js';
+import type { PaymentPhase } from './payment.js';
 
-/** Status from facts: every share claimed → finished, whatever the clock says. */
-export function statusOf(packet: Packet, claimedCount: number, closedAsExpired: boolean): PacketStatus {
+/**
+ * Status from facts: a payment not settled is its phase (an awaiting packet with every share
+ * claimed is still awaiting_funds: it is not finished until its money is there); otherwise
+ * every share claimed → finished, whatever the clock says.
+ */
+export function statusOf(packet: Packet, claimedCount: number, closedAsExpired: boolean, phase: PaymentPhase = 'funded'): PacketStatus {
+  if (phase !== 'funded') return phase;
   if (claimedCount >= packet.count) return 'finished';
   return closedAsExpired ? 'expired' : 'live';
 }

@@ -12,6 +12,8 @@ export interface PageClaim {
   readonly amountFen: Fen;
   readonly claimedAtMs: number;
   readonly best: boolean;
+  /** False while its money is held: the packet awaits its funds, or was cancelled (the claim is void). */
+  readonly credited: boolean;
 }
 
 export interface ResultPage {
@@ -52,6 +54,7 @@ export function resultPage(packet: Packet, status: PacketStatus, claims: readonl
 
   const showClaims = lucky || own;
   const best = lucky && status === 'finished' ? bestLuck(claims) : undefined;
+  const credited = status !== 'awaiting_funds' && status !== 'cancelled';
   const page: ResultPage = {
     summary,
     revealTotal: own || (status === 'finished' && !lucky),
@@ -66,6 +69,7 @@ export function resultPage(packet: Packet, status: PacketStatus, claims: readonl
               amountFen: claim.amountFen,
               claimedAtMs: claim.claimedAtMs,
               best: best !== undefined && claim.seq === best.seq,
+              credited,
             })),
         }
       : {}),

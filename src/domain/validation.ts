@@ -2,7 +2,7 @@
 // this checks what only the domain knows: counts, per-share bounds, who may receive.
 import type { Fen } from '../money/money.js';
 import type { Limits } from './limits.js';
-import type { PacketType } from './packet.js';
+import type { PacketType, PayWith } from './packet.js';
 
 export interface SendRequest {
   readonly type: PacketType;
@@ -13,6 +13,8 @@ export interface SendRequest {
   readonly amountFen: Fen;
   readonly greeting: string;
   readonly members: readonly string[] | null;
+  /** A payment provider; absent means the balance. */
+  readonly payWith?: Exclude<PayWith, 'balance'>;
 }
 
 export const MEMBERS_MAX = 500;

@@ -8,7 +8,8 @@ import type { Clock } from './clock.js';
 import { answerFromCache, type PacketCache } from './packet-cache.js';
 import type { Claim, Packet, StoredPacket } from '../domain/packet.js';
 import { BUSY, type Busy, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
-import { PacketActor, type ActorDependencies, type PacketSnapshot } from './packet-actor.js';
+import type { PaymentSignal } from '../domain/payment.js';
+import { PacketActor, type ActorDependencies, type PacketSnapshot, type PaymentAnswer } from './packet-actor.js';
 
 /**
  * Opens waiting in this process (all packets): for an activation or the cache, for their own
@@ -150,6 +151,12 @@ export class Engine {
   /** Closes a packet whose deadline passed; a no-op for a packet that is closed or not yet due. */
   async expire(packetId: string): Promise<void> {
     await this.withActor(packetId, (actor) => actor.expire(this.options.clock.now()));
+  }
+
+  /** A signal about a provider-paid packet's payment, decided by its actor; resolves once durable. */
+  async settlePayment(packetId: string, signal: PaymentSignal): Promise<PaymentAnswer | null | 'busy'> {
+    if (this.slots.get(packetId) === undefined && this.options.mayExist?.(packetId) === false) return null;
+    return this.withActor(packetId, (actor) => actor.settlePayment(signal, this.options.clock.now()));
   }
 
   /** A packet just created (and stored): start its actor without a read. */

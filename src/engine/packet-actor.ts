@@ -6,10 +6,11 @@ import { invariant, UnavailableError } from '../domain/errors.js';
 import type { Limits } from '../domain/limits.js';
 import { statusOf } from '../domain/outcome.js';
 import { mayOpen, type Claim, type Packet, type PacketStatus, type StoredPacket } from '../domain/packet.js';
+import { decidePayment, isOpenable, phaseAfter, type PaymentChange, type PaymentPhase, type PaymentSignal } from '../domain/payment.js';
 import type { Seed } from '../domain/random.js';
 import type { Fen } from '../money/money.js';
 import { BUSY, type GrabOutcome, type OpenOutcome } from '../domain/grab-open.js';
-import type { PacketEvent } from '../log/events.js';
+import type { PacketEvent, PaymentEvent } from '../log/events.js';
 
 /**
  * What may queue on one packet: its writes in flight (claims, expiry) plus the opens that wait
@@ -21,12 +22,22 @@ export const PACKET_WAITING_MAX = 1024;
 const NOT_ELIGIBLE: OpenOutcome = Object.freeze({ state: 'not_eligible' });
 const SOLD_OUT: OpenOutcome = Object.freeze({ state: 'sold_out' });
 const EXPIRED: OpenOutcome = Object.freeze({ state: 'expired' });
+const PENDING_PAYMENT: OpenOutcome = Object.freeze({ state: 'pending_payment' });
+const CANCELLED: OpenOutcome = Object.freeze({ state: 'cancelled' });
+
+/** What a payment signal did, once durable: the change (or none) and the phase after it. */
+export interface PaymentAnswer {
+  readonly change: PaymentChange;
+  readonly phase: PaymentPhase;
+}
 
 export interface PacketSnapshot {
   readonly packet: Packet;
   readonly status: PacketStatus;
   /** Durable claims only, in seq order. */
   readonly claims: readonly Claim[];
+  /** The payment's durable phase (`funded` for a packet paid from the balance). */
+  readonly phase: PaymentPhase;
 }
 
 interface ClaimRecord {
@@ -58,7 +69,16 @@ export interface ActorDependencies {
 }
 
 export class PacketActor {
-  readonly packet: Packet;
+  /** Replaced (never mutated) when a provider-paid packet first becomes openable: its lifetime starts then. */
+  packet: Packet;
+  /** The packet as durable: what the result page shows. */
+  private packetDurable: Packet;
+  /** The payment as decided, and as durable. */
+  private phase: PaymentPhase;
+  private phaseDurable: PaymentPhase;
+  private lateCredited: boolean;
+  /** The last payment write: a repeated signal is answered once the change it repeats is durable. */
+  private paymentWrite: Promise<void> = Promise.resolve();
   private remainingFen: Fen;
   private readonly claimsInOrder: ClaimRecord[] = [];
   /** Created with the first claim: most live packets in memory are idle, and an empty Map is not free. */
@@ -80,6 +100,10 @@ export class PacketActor {
 
   constructor(stored: StoredPacket, private readonly dependencies: ActorDependencies, nowMs: number) {
     this.packet = stored.packet;
+    this.packetDurable = stored.packet;
+    this.phase = stored.payment?.phase ?? 'funded';
+    this.phaseDurable = this.phase;
+    this.lateCredited = stored.payment?.lateCredited ?? false;
     this.expired = stored.expired;
     this.expiredDurable = stored.expired;
     this.remainingFen = stored.packet.totalFen;
@@ -113,16 +137,18 @@ export class PacketActor {
   }
 
   get status(): PacketStatus {
-    return statusOf(this.packet, this.claimsInOrder.length, this.expired);
+    return statusOf(this.packet, this.claimsInOrder.length, this.expired, this.phase);
   }
 
   /** 抢: a cheap read from memory; changes nothing. */
   grab(userId: string, nowMs: number): GrabOutcome {
     if (!mayOpen(this.packet, userId)) return { state: 'not_eligible' };
+    if (this.phase === 'cancelled') return { state: 'cancelled' };
+    if (this.phase === 'pending_payment') return { state: 'pending_payment' };
     const mine = this.claimsByUser?.get(userId);
     if (mine !== undefined) return { state: 'claimed', amountFen: mine.claim.amountFen };
     const status = this.status;
-    if (status === 'finished') return { state: 'sold_out' };
+    if (status === 'finished' || this.claimsInOrder.length >= this.packet.count) return { state: 'sold_out' };
     if (status === 'expired' || nowMs >= this.packet.expiresAtMs) return { state: 'expired' };
     return { state: 'openable' };
   }
@@ -135,6 +161,8 @@ export class PacketActor {
   open(userId: string, nowMs: number): OpenOutcome | Promise<OpenOutcome> {
     this.lastUsedMs = nowMs;
     if (!mayOpen(this.packet, userId)) return NOT_ELIGIBLE;
+    // Not openable: nothing to claim before the payment is returned, nothing after it failed.
+    if (!isOpenable(this.phase)) return this.phase === 'cancelled' ? CANCELLED : PENDING_PAYMENT;
     const mine = this.claimsByUser?.get(userId);
     if (mine !== undefined) {
       // A racing second open waits for the first one's write: "already claimed" must be true.
@@ -143,7 +171,7 @@ export class PacketActor {
       return this.full() ? BUSY : this.waitFor(mine.settled, outcome);
     }
     const status = this.status;
-    if (status === 'finished') {
+    if (status === 'finished' || (status === 'awaiting_funds' && this.claimsInOrder.length >= this.packet.count)) {
       // "Sold out" must be true too: the last shares may still be in flight, and if their write
       // fails they are free again. Durable claims are a prefix, so the last one settles it; if it
       // fails, this open fails with it (503) rather than turn the user away from a live packet.
@@ -204,7 +232,51 @@ export class PacketActor {
 
   snapshot(): PacketSnapshot {
     const claims = this.claimsInOrder.filter((record) => record.durable).map((record) => record.claim);
-    return { packet: this.packet, status: statusOf(this.packet, claims.length, this.expiredDurable), claims };
+    const status = statusOf(this.packetDurable, claims.length, this.expiredDurable, this.phaseDurable);
+    return { packet: this.packetDurable, status, claims, phase: this.phaseDurable };
+  }
+
+  /**
+   * A signal about a provider-paid packet's payment (domain/payment.ts), decided in order with
+   * the opens: a claim decided before a `funded` is held and credited by it, one after it is
+   * credited as booked. Resolves once the change is durable; a repeat resolves once the change
+   * it repeats is durable, so a 200 to the provider is always true.
+   */
+  settlePayment(signal: PaymentSignal, nowMs: number): Promise<PaymentAnswer> {
+    const payment = this.packet.payment;
+    if (payment === undefined) return Promise.resolve({ change: { kind: 'none', why: 'repeat' }, phase: this.phase });
+    if (this.poisoned) return Promise.reject(new UnavailableError('this packet is recovering from a failed write; try again'));
+    const change = decidePayment({ phase: this.phase, lateCredited: this.lateCredited }, signal);
+    if (change.kind === 'none') {
+      const phase = this.phase;
+      return this.paymentWrite.then(() => ({ change, phase }));
+    }
+    if (!isOpenable(this.phase) && this.phase !== 'cancelled' && isOpenable(phaseAfter(this.phase, change))) {
+      // First openable now: the 24 hours start here.
+      this.packet = { ...this.packet, liveAtMs: nowMs, expiresAtMs: nowMs + this.dependencies.limits.ttlMs };
+    }
+    this.phase = phaseAfter(this.phase, change);
+    if (change.kind === 'late_credit') this.lateCredited = true;
+    const packet = this.packet;
+    const event: PaymentEvent = {
+      kind: 'payment',
+      packetId: packet.id,
+      change: change.kind,
+      provider: payment.provider,
+      orderId: payment.orderId,
+      senderId: packet.senderId,
+      amountFen: packet.totalFen,
+      liveAtMs: packet.liveAtMs,
+      expiresAtMs: packet.expiresAtMs,
+      ...(change.kind === 'cancelled' ? { reason: change.reason } : {}),
+      atMs: nowMs,
+    };
+    const phase = this.phase;
+    this.paymentWrite = this.write(event).then(() => {
+      this.phaseDurable = phase;
+      this.packetDurable = packet;
+    });
+    return this.paymentWrite.then(() => ({ change, phase }));
   }
 
   private decideClaim(userId: string, nowMs: number): ClaimRecord {
@@ -231,7 +303,7 @@ export class PacketActor {
       claim,
       durable: false,
       // Every opener chains on this promise, so a failure is always observed by someone.
-      settled: this.dependencies.commit({ kind: 'claim', packetId: claim.packetId, seq, userId, amountFen, atMs: nowMs }, this.poison).then(
+      settled: this.dependencies.commit(this.claimEvent(claim), this.poison).then(
         (): OpenOutcome => {
           this.inFlight -= 1;
           if (processWaiting) processWaiting.count -= 1;
@@ -253,6 +325,12 @@ export class PacketActor {
     this.dependencies.onClaimDecided?.(claim);
     this.checkInvariants();
     return record;
+  }
+
+  /** A claim decided before the packet's money arrived is held: booked now, credited when funded. */
+  private claimEvent(claim: Claim): PacketEvent {
+    const event = { kind: 'claim', packetId: claim.packetId, seq: claim.seq, userId: claim.userId, amountFen: claim.amountFen, atMs: claim.claimedAtMs } as const;
+    return this.phase === 'awaiting_funds' ? { ...event, held: true } : event;
   }
 
   /** Called synchronously by the log when a write failed, before any rejection is delivered. */

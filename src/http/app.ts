@@ -11,6 +11,7 @@ import { createHttpMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { renderCluster } from './render.js';
 import { packetRoutes } from './routes/packets.js';
+import { paymentNotifyRoutes } from './routes/payments.js';
 import { recordRoutes } from './routes/records.js';
 import { walletRoutes } from './routes/wallet.js';
 
@@ -59,12 +60,20 @@ export function createApp(service: HongbaoService, options: AppOptions) {
   const document = openApiDocument({ limits: service.limits, openRate: service.openRate, requestLimits: service.requestLimits, bodyBytesMax });
   app.get('/openapi.json', (c) => c.json(document));
 
+  // The provider's notifications carry its signature, not a bearer token: registered before v1's
+  // authentication, which therefore never runs for them.
+  const notify = new Hono<{ Variables: AuthVariables }>();
+  notify.use('/payments/*', limitBody(bodyBytesMax));
+  notify.route('/', paymentNotifyRoutes(service, forwarding));
+  app.route('/v1', notify);
+
   const v1 = new Hono<{ Variables: AuthVariables }>();
   // Only on the routes that take a body: the limit wraps the request stream, which costs
   // two thirds of the throughput of a route that has none (grab, open, reads).
   const bodyLimit = limitBody(bodyBytesMax);
   v1.use('/packets', bodyLimit);
   v1.use('/wallet/deposits', bodyLimit);
+  v1.use('/packets/:id/payment/return', bodyLimit);
   v1.use('*', async (_c, next) => {
     if (!service.serving) throw new ApiError(503, 'unavailable', `${service.notServingReason}; retry shortly`, { retryAfterSeconds: 1 });
     await next();

@@ -51,6 +51,14 @@ export interface ForwardingOptions {
   readonly inFlightMax?: number;
 }
 
+/** A request that carries a body (a payment return, a provider's notification): it travels as it came. */
+export interface ForwardedBody {
+  readonly body: string;
+  readonly contentType: string;
+  /** Headers of the request that go with it (a notification's signature headers). */
+  readonly headers?: readonly string[];
+}
+
 class ForwardFailure extends Error {
   override readonly name = 'ForwardFailure';
 }
@@ -66,12 +74,20 @@ export function createForwarding(
   let inFlight = 0;
   const count = (outcome: ForwardOutcome) => metrics.forwards.inc({ outcome });
 
-  async function forward(c: Context<{ Variables: AuthVariables }>, owner: { nodeId: string; url: string }): Promise<Response> {
+  async function forward(c: Context<{ Variables: AuthVariables }>, owner: { nodeId: string; url: string }, payload?: ForwardedBody): Promise<Response> {
     if (inFlight >= inFlightMax) {
       count('overloaded');
       throw retryLater(`too many requests are being passed to other nodes (${inFlightMax})`, FORWARD_RETRY_AFTER_MS);
     }
     const forwarded = { method: c.req.method, path: c.req.path, authorization: c.req.header('authorization') ?? '' };
+    const requestHeaders: Record<string, string> = { authorization: forwarded.authorization, [FORWARDED_HEADER]: signForward(key, service.nodeId, forwarded, Date.now()) };
+    if (payload !== undefined) {
+      requestHeaders['content-type'] = payload.contentType;
+      for (const name of payload.headers ?? []) {
+        const value = c.req.header(name);
+        if (value !== undefined) requestHeaders[name] = value;
+      }
+    }
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), timeoutMs);
     inFlight += 1;
@@ -80,7 +96,8 @@ export function createForwarding(
       const answer = await request(`${owner.url.replace(/\/+$/, '')}${forwarded.path}`, {
         dispatcher: agent(),
         method: forwarded.method as 'GET' | 'POST',
-        headers: { authorization: forwarded.authorization, [FORWARDED_HEADER]: signForward(key, service.nodeId, forwarded, Date.now()) },
+        headers: requestHeaders,
+        ...(payload !== undefined ? { body: payload.body } : {}),
         signal: abort.signal,
       });
       const chunks: Buffer[] = [];
@@ -93,13 +110,13 @@ export function createForwarding(
         }
         chunks.push(chunk);
       }
-      const headers = new Headers();
+      const answerHeaders = new Headers();
       for (const name of ANSWER_HEADERS) {
         const value = answer.headers[name];
-        if (typeof value === 'string') headers.set(name, value);
+        if (typeof value === 'string') answerHeaders.set(name, value);
       }
       count('ok');
-      return new Response(Buffer.concat(chunks, length), { status: answer.statusCode, headers });
+      return new Response(Buffer.concat(chunks, length), { status: answer.statusCode, headers: answerHeaders });
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       const timedOut = abort.signal.aborted || (typeof code === 'string' && TIMEOUT_CODES.has(code));
@@ -145,6 +162,8 @@ export function createForwarding(
       packetId: string,
       /** The route's own answer while the packet's slot is being taken over here or elsewhere (nothing was decided). */
       onHandover?: (retryAfterMs: number) => Response,
+      /** The request's body, for a route that takes one: the owner gets it as it came. */
+      payload?: ForwardedBody,
     ): Promise<Response> | undefined {
       const route = service.route(packetId);
       if (route.kind === 'here') return undefined;
@@ -160,7 +179,7 @@ export function createForwarding(
         count('busy');
         throw retryLater('this packet is moving to another node', route.retryAfterMs);
       }
-      return forward(c, route);
+      return forward(c, route, payload);
     },
   };
 }

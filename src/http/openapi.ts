@@ -23,10 +23,13 @@ import {
   reconcileResponse,
   resultPageResponse,
   sendResponse,
+  notifyResponse,
+  paymentReturnResponse,
   sentRecordsResponse,
   walletResponse,
 } from './schemas.js';
-import { depositBodySchema, idempotencyKeySchema, recordsQuerySchema, sendBodySchema } from './validation.js';
+import { depositBodySchema, idempotencyKeySchema, paymentReturnBodySchema, recordsQuerySchema, sendBodySchema } from './validation.js';
+import { PAY_WITH } from '../domain/packet.js';
 
 export interface OpenApiOptions {
   readonly limits: Limits;
@@ -53,6 +56,8 @@ export interface Operation {
   /** public: no token; user: any bearer token; admin: a token with role admin. */
   readonly access: 'public' | 'user' | 'admin';
   readonly packetId?: boolean;
+  /** A `{provider}` path parameter (the payment provider's name). */
+  readonly providerParameter?: boolean;
   readonly idempotencyKey?: boolean;
   readonly body?: z.ZodType;
   readonly query?: z.ZodObject;
@@ -112,6 +117,32 @@ export function apiOperations(options: OpenApiOptions): Operation[] {
       idempotencyKey: true,
       body: sendBodySchema(limits),
       responses: { '201': { description: 'sent', schema: sendResponse }, ...v1Errors([402, 409, 413]) },
+    },
+    {
+      method: 'post',
+      path: '/v1/packets/{id}/payment/return',
+      summary: 'Forward the provider’s synchronous return (sender only)',
+      description:
+        'The signed result the payment sheet gave the sender’s app. Success makes the packet awaiting_funds (openable, claims held until the ' +
+        'funds are confirmed); failure cancels it. A payload that does not verify, or is for another order → 400 and nothing changes; repeating it changes nothing.',
+      access: 'user',
+      packetId: true,
+      body: paymentReturnBodySchema,
+      responses: { '200': { description: 'the packet after the return', schema: paymentReturnResponse }, ...v1Errors([413]) },
+    },
+    {
+      method: 'post',
+      path: '/v1/payments/{provider}/notify',
+      summary: 'The provider’s asynchronous notification (no bearer token)',
+      description:
+        'Verified by its signature headers (sandbox: X-Sandbox-Timestamp, X-Sandbox-Nonce, X-Sandbox-Signature, Ed25519 over timestamp\\nnonce\\nbody). ' +
+        'A bad signature, a timestamp outside ±5 minutes or a nonce seen before → 401 and nothing changes; a valid one (also a repeat) → 200. The provider retries anything else.',
+      access: 'public',
+      providerParameter: true,
+      responses: {
+        '200': { description: 'accepted', schema: notifyResponse },
+        ...errors([400, 401, 404, 413, 503] as ErrorStatus[], { payload_too_large: bodyNote }),
+      },
     },
     {
       method: 'post',
@@ -215,6 +246,15 @@ function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
 
 function parametersOf(operation: Operation) {
   const parameters: object[] = [];
+  if (operation.providerParameter) {
+    parameters.push({
+      name: 'provider',
+      in: 'path',
+      required: true,
+      description: 'the payment provider (sandbox); another name is 404',
+      schema: { type: 'string', enum: PAY_WITH.filter((name) => name !== 'balance'), description: 'a payment provider of payWith' },
+    });
+  }
   if (operation.packetId) {
     parameters.push({
       name: 'id',

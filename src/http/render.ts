@@ -1,5 +1,5 @@
 // Domain values → API.md's JSON: yuan strings with two decimals, ISO-8601 UTC times.
-import type { ClusterView, PacketView } from '../app/service.js';
+import type { ClusterView, PacketView, PaymentView } from '../app/service.js';
 import type { ResultPage } from '../domain/result-page.js';
 import { formatFen } from '../money/money.js';
 
@@ -18,10 +18,23 @@ export function renderPacket(view: PacketView, reveal: boolean) {
     greeting: packet.greeting,
     status: facts.status,
     createdAt: iso(packet.createdAtMs),
-    expiresAt: iso(packet.expiresAtMs),
+    // A provider-paid packet's lifetime starts when it becomes openable: none yet while unpaid.
+    ...(facts.status === 'pending_payment' ? {} : { expiresAt: iso(packet.expiresAtMs) }),
+    payWith: packet.payment?.provider ?? 'balance',
     claimedCount: facts.claimedCount,
     ...(reveal ? { claimedAmount: formatFen(facts.claimedFen) } : {}),
     ...(packet.members !== null ? { members: packet.members } : {}),
+  };
+}
+
+/** What the sender's app needs to pay a provider-paid packet. */
+export function renderPayment(payment: PaymentView) {
+  return {
+    orderId: payment.orderId,
+    provider: payment.provider,
+    amount: formatFen(payment.amountFen),
+    payToken: payment.payToken,
+    expiresAt: iso(payment.expiresAtMs),
   };
 }
 
@@ -37,6 +50,7 @@ export function renderPage(view: PacketView, page: ResultPage) {
             amount: formatFen(claim.amountFen),
             claimedAt: iso(claim.claimedAtMs),
             best: claim.best,
+            credited: claim.credited,
           })),
         }
       : {}),

@@ -2,7 +2,7 @@
 // document is generated from these; the contract tests parse real responses with them.
 // Objects are open (z.object strips, never rejects, unknown keys): API.md lets us add fields.
 import { z } from 'zod';
-import { PACKET_TYPES } from '../domain/packet.js';
+import { PACKET_TYPES, PAY_WITH } from '../domain/packet.js';
 import type { ErrorCode } from './errors.js';
 
 /** Responses always write yuan with exactly two decimals (API.md, Money). */
@@ -13,7 +13,7 @@ export const yuanOut = (description: string) =>
 const time = (description: string) => z.iso.datetime().describe(`${description} (ISO-8601 UTC)`);
 const userIdOut = (description: string) => z.string().describe(description);
 
-export const PACKET_STATUSES = ['live', 'finished', 'expired'] as const;
+export const PACKET_STATUSES = ['pending_payment', 'awaiting_funds', 'live', 'finished', 'expired', 'cancelled'] as const;
 
 export const packetTypeSchema = z
   .enum(PACKET_TYPES)
@@ -36,9 +36,13 @@ export const packetSchema = z
     greeting: z.string().describe('the greeting shown on the packet'),
     status: z
       .enum(PACKET_STATUSES)
-      .describe('live: shares can be opened; finished: every share is claimed; expired: its lifetime ended before that, the rest went back to the sender'),
+      .describe(
+        'live: shares can be opened; finished: every share is claimed; expired: its lifetime ended before that, the rest went back to the sender. ' +
+          'Paid through a provider: pending_payment (not paid yet: nothing to open), awaiting_funds (等待到账: openable, the claims are held until the funds are confirmed), cancelled (the payment failed: held claims are void)',
+      ),
     createdAt: time('when it was sent'),
-    expiresAt: time('when its lifetime ends (createdAt + PACKET_TTL_MS); the rest is refunded then'),
+    expiresAt: time('when its lifetime ends (PACKET_TTL_MS after it first became openable); the rest is refunded then. Absent while pending_payment').optional(),
+    payWith: z.enum(PAY_WITH).describe('balance: debited at send; sandbox: paid through the sandbox payment provider'),
     claimedCount: z.number().int().nonnegative().describe('shares claimed so far'),
     claimedAmount: yuanOut('Σ of the claimed shares; shown where total is shown, absent otherwise').optional(),
     members: z.array(userIdOut('a user who may open it')).optional().describe('group only, when given at send: only these users may open it'),
@@ -49,7 +53,7 @@ export const walletResponse = z
   .object({
     userId: userIdOut('the wallet owner'),
     balance: yuanOut('the balance, including every claim already credited'),
-    pending: yuanOut('claims decided but not yet credited by the ledger'),
+    pending: yuanOut('claims decided but not yet credited: not yet booked by the ledger, or held while their packet awaits its funds (void claims of a cancelled packet are not counted)'),
   })
   .describe('The caller’s wallet');
 
@@ -57,15 +61,32 @@ export const depositResponse = z
   .object({ userId: userIdOut('the funded user'), balance: yuanOut('their balance after the deposit') })
   .describe('The funded wallet');
 
-export const sendResponse = z.object({ packet: packetSchema }).describe('The packet just sent (status live; balance debited)');
+export const paymentSchema = z
+  .object({
+    orderId: z.string().describe('the provider order that pays this packet'),
+    provider: z.enum(PAY_WITH).exclude(['balance']).describe('the provider'),
+    amount: yuanOut('what the order is for: the packet total'),
+    payToken: z.string().describe('what the payer’s app hands the provider’s payment sheet (sandbox: POST {SANDBOX_URL}/v1/pay)'),
+    expiresAt: time('after this the order can no longer be paid'),
+  })
+  .describe('How to pay a packet sent with payWith other than balance');
+
+export const sendResponse = z
+  .object({ packet: packetSchema, payment: paymentSchema.optional() })
+  .describe('The packet just sent: live with the balance debited, or pending_payment with the order to pay (payWith: sandbox)');
+
+export const paymentReturnResponse = z.object({ packet: packetSchema }).describe('The packet after the return: awaiting_funds (or live if the funds are in), or cancelled if it said failed');
+
+export const notifyResponse = z.object({ code: z.literal('SUCCESS').describe('accepted (also a repeat); the provider stops retrying') }).describe('Notification accepted');
 
 const shareAmount = yuanOut('the share the caller got');
 
 export const grabResponse = z
   .discriminatedUnion('state', [
     z.object({
-      state: z.enum(['openable', 'sold_out', 'expired', 'not_eligible']).describe(
-        'openable: there is a share for you to open; sold_out: every share is claimed; expired: its lifetime ended; not_eligible: you may not open it',
+      state: z.enum(['openable', 'sold_out', 'expired', 'not_eligible', 'pending_payment', 'cancelled']).describe(
+        'openable: there is a share for you to open; sold_out: every share is claimed; expired: its lifetime ended; not_eligible: you may not open it; ' +
+          'pending_payment: not paid yet, nothing to open; cancelled: its payment failed',
       ),
     }),
     z.object({ state: z.literal('claimed').describe('you already opened it'), amount: shareAmount }),
@@ -80,8 +101,8 @@ export const openResponse = z
       seq: z.number().int().positive().describe('you were the seq-th to open it'),
     }),
     z.object({
-      state: z.enum(['sold_out', 'expired', 'not_eligible']).describe(
-        'sold_out: every share is claimed; expired: its lifetime ended; not_eligible: you may not open it',
+      state: z.enum(['sold_out', 'expired', 'not_eligible', 'pending_payment', 'cancelled']).describe(
+        'sold_out: every share is claimed; expired: its lifetime ended; not_eligible: you may not open it; pending_payment: not paid yet, nothing to open; cancelled: its payment failed',
       ),
     }),
     z.object({
@@ -97,6 +118,7 @@ export const pageClaimSchema = z
     amount: yuanOut('what they got'),
     claimedAt: time('when they opened it'),
     best: z.boolean().describe('true for the best-luck claim (手气最佳), only on a finished group_lucky packet'),
+    credited: z.boolean().describe('false while its money is held (the packet is awaiting_funds, or it was cancelled and the claim is void); otherwise true'),
   })
   .describe('One claim');
 
@@ -137,6 +159,7 @@ export const receivedItemSchema = z
     amount: yuanOut('what I got'),
     claimedAt: time('when I opened it'),
     best: z.boolean().describe('I was the best luck of a finished group_lucky packet'),
+    credited: z.boolean().describe('false while its packet awaits its funds (the money is held); shares of a cancelled packet are not listed'),
   })
   .describe('One share I received');
 

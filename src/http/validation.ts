@@ -9,7 +9,7 @@ import { zValidator } from '@hono/zod-validator';
 import type { ValidationTargets } from 'hono';
 import { z } from 'zod';
 import { DEFAULT_GREETING, DEFAULT_LIMITS, type Limits } from '../domain/limits.js';
-import { PACKET_TYPES } from '../domain/packet.js';
+import { PACKET_TYPES, PAY_WITH } from '../domain/packet.js';
 import { MEMBERS_MAX } from '../domain/validation.js';
 import { formatFen } from '../money/money.js';
 import { USER_ID_PATTERN } from './auth.js';
@@ -62,8 +62,16 @@ export function sendBodySchema(limits: Limits) {
           uniqueItems: true,
           description: `group packets only: only these users may open it (the sender too must be listed to open their own); 1 to ${MEMBERS_MAX} distinct users`,
         }),
+      payWith: z
+        .enum(PAY_WITH)
+        .optional()
+        .meta({
+          default: 'balance',
+          description:
+            'balance: debited at once; sandbox: paid through the sandbox provider — the packet is pending_payment, and the answer carries the order to pay',
+        }),
     })
-    .describe('A packet to send; the balance is debited at once');
+    .describe('A packet to send; paid from the balance at once, or through a payment provider');
 }
 
 export const depositBodySchema = z
@@ -72,6 +80,12 @@ export const depositBodySchema = z
     amount: yuan.describe('yuan to add, at least 0.01, at most two decimals'),
   })
   .describe('A deposit (stands in for a bank top-up)');
+
+/** What the sender's app forwards: the provider's signed synchronous return, as it received it. */
+export const paymentReturnBodySchema = z
+  .object({ returnPayload: z.string().min(1).max(4096).describe('the provider’s signed synchronous result, as the app received it (sandbox: from POST /v1/pay)') })
+  .describe('A payment return to forward');
+export const paymentReturnBody = paymentReturnBodySchema;
 
 export const recordsQuerySchema = z
   .object({

@@ -4,7 +4,7 @@
 // id derived from the conflicting terms, so a replay of the same event records it once and a
 // different conflicting event for the same id is recorded beside it.
 import { sql } from 'drizzle-orm';
-import { claimTransferId, escrowAccount, refundTransferId, walletAccount, type PacketEvent } from '../log/events.js';
+import { claimTransferId, escrowAccount, refundTransferId, walletAccount, type ClaimEvent, type ExpireEvent } from '../log/events.js';
 import type { Fen } from '../money/money.js';
 import { rowsOf, type Executor } from './database.js';
 
@@ -48,7 +48,7 @@ export function conflictId(transferId: string, expected: LedgerTerms): string {
 }
 
 /** The transfer an event asks for, as terms. */
-export function eventTerms(event: PacketEvent): { transferId: string; terms: LedgerTerms } {
+export function eventTerms(event: ClaimEvent | ExpireEvent): { transferId: string; terms: LedgerTerms } {
   if (event.kind === 'claim') {
     return {
       transferId: claimTransferId(event.packetId, event.seq),
@@ -62,7 +62,7 @@ export function eventTerms(event: PacketEvent): { transferId: string; terms: Led
 }
 
 /** The id a conflict of this event is (or would be) recorded under. */
-export function conflictIdOfEvent(event: PacketEvent): string {
+export function conflictIdOfEvent(event: ClaimEvent | ExpireEvent): string {
   const { transferId, terms } = eventTerms(event);
   return conflictId(transferId, terms);
 }

@@ -71,6 +71,12 @@ export async function runIdempotent<Value, Rejection>(
   }
 }
 
+/** What is stored under the key already (a replay, or a conflict with another body), or null. */
+export async function findIdempotent<Value>(db: Db, scope: IdempotencyScope): Promise<IdempotentResult<Value, never> | null> {
+  const stored = await findStored(db, scope);
+  return stored === undefined ? null : replay<Value>(stored, hashRequest(scope.request));
+}
+
 /** Carries a rejection out of the transaction it aborted. */
 class Rejected extends Error {
   constructor(readonly rejection: unknown) {

@@ -5,10 +5,11 @@
 import { eq, sql } from 'drizzle-orm';
 import { UnavailableError } from '../domain/errors.js';
 import { compareOffsets, type EventLog, type LogBatch, type LogPosition, type Subscription } from '../log/event-log.js';
-import type { ClaimEvent, ExpireEvent } from '../log/events.js';
+import type { ClaimEvent, ExpireEvent, PaymentEvent } from '../log/events.js';
 import { claimTransferId, escrowAccount, refundTransferId, walletAccount } from '../log/events.js';
 import { compareClaimTerms, newConflict, recordConflicts, type LedgerConflict, type LedgerTerms } from './conflicts.js';
 import { rowsOf, type Db, type Tx } from './database.js';
+import { applyPayments, heldClaimsOf, paymentAccounts } from './payments.js';
 import { logPositions } from './schema.js';
 import { postTransfersComparing } from './transfers.js';
 
@@ -18,6 +19,7 @@ export interface AppliedBatch {
   /** Every claim of the batch: booked, replayed, or recorded as a conflict; the ledger is done with each. */
   readonly claims: readonly ClaimEvent[];
   readonly expiries: readonly ExpireEvent[];
+  readonly payments: readonly PaymentEvent[];
   /** The conflicts this batch recorded for the first time (a replay records none again). */
   readonly conflicts: readonly LedgerConflict[];
   /** How long the batch's transaction took, from its first statement to its commit. */
@@ -151,13 +153,14 @@ export class LedgerConsumer implements ConsumerPort {
   private async handle(batch: LogBatch): Promise<void> {
     const claims = batch.events.filter((event): event is ClaimEvent => event.kind === 'claim');
     const expiries = batch.events.filter((event): event is ExpireEvent => event.kind === 'expire');
+    const payments = batch.events.filter((event): event is PaymentEvent => event.kind === 'payment');
     let recorded: LedgerConflict[];
     const startedMs = performance.now();
     try {
       // Conflicts are recorded in the batch's own transaction: the consumer moves past a
       // conflicting event (no crash loop) and the record of it cannot be lost.
       recorded = await this.db.transaction(async (tx) => {
-        const fresh = await recordConflicts(tx, await applyBatch(tx, claims, expiries));
+        const fresh = await recordConflicts(tx, await applyBatch(tx, claims, expiries, payments));
         await storePositions(tx, this.log.name, batch.positions);
         return fresh;
       });
@@ -170,7 +173,7 @@ export class LedgerConsumer implements ConsumerPort {
     this.conflicts += recorded.length;
     for (const position of batch.positions) this.advance(position);
     for (const conflict of recorded) this.options.onConflict?.(conflict);
-    this.options.onApplied?.({ claims, expiries, conflicts: recorded, durationMs: performance.now() - startedMs });
+    this.options.onApplied?.({ claims, expiries, payments, conflicts: recorded, durationMs: performance.now() - startedMs });
     const ready = this.waiters.filter((waiter) => this.reached(waiter.position));
     this.waiters = this.waiters.filter((waiter) => !this.reached(waiter.position));
     for (const waiter of ready) waiter.resolve();
@@ -178,7 +181,9 @@ export class LedgerConsumer implements ConsumerPort {
 }
 
 /**
- * Applies a batch's claims, then its expiries, in the caller's transaction; returns the conflicts met.
+ * Applies a batch's claims, then its payment events, then its expiries, in the caller's
+ * transaction; returns the conflicts met. Claims first: a funding credits the held claims decided
+ * before it, which the log holds before it, so they must be booked when it runs.
  *
  * Batches of different partitions run at once (several consumers, each its own transaction
  * stream) and may share wallets: an opener of one packet is the sender of another. One posting
@@ -189,15 +194,25 @@ export class LedgerConsumer implements ConsumerPort {
  * created on the way (a first claim's wallet) are inserted in order by the claims' posting, after
  * that, and no later statement waits for anything but them: the order stays total.
  */
-export async function applyBatch(tx: Tx, claims: readonly ClaimEvent[], expiries: readonly ExpireEvent[]): Promise<LedgerConflict[]> {
+export async function applyBatch(
+  tx: Tx,
+  claims: readonly ClaimEvent[],
+  expiries: readonly ExpireEvent[],
+  payments: readonly PaymentEvent[] = [],
+): Promise<LedgerConflict[]> {
   const refunds = expiries.filter((event) => event.refundFen > 0);
-  if (claims.length > 0 && refunds.length > 0) {
-    const accounts = new Set<string>();
+  const moving = payments.filter((event) => event.change === 'funded' || event.change === 'late_credit');
+  const postings = (claims.length > 0 ? 1 : 0) + (refunds.length > 0 ? 1 : 0) + moving.length;
+  if (postings > 1) {
+    const accounts = new Set<string>(paymentAccounts(moving));
     for (const event of claims) accounts.add(escrowAccount(event.packetId)).add(walletAccount(event.userId));
     for (const event of refunds) accounts.add(escrowAccount(event.packetId)).add(walletAccount(event.senderId));
+    // A funding credits the held claims booked before this batch too: their wallets are in the order.
+    const funded = moving.filter((event) => event.change === 'funded').map((event) => event.packetId);
+    for (const claim of await heldClaimsOf(tx, funded)) accounts.add(walletAccount(claim.userId));
     await tx.execute(sql`select id from accounts where id = any(${sql.param([...accounts])}::text[]) order by id for update`);
   }
-  return [...(await applyClaims(tx, claims)), ...(await applyExpiries(tx, expiries))];
+  return [...(await applyClaims(tx, claims)), ...(await applyPayments(tx, payments)), ...(await applyExpiries(tx, expiries))];
 }
 
 interface StoredClaim {
@@ -275,9 +290,10 @@ export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promis
   if (classified.fresh.length === 0) return conflicts;
 
   // A transfer id can exist without its claim row only through a bug or a hand edit: compared all the same.
+  // A held claim (its packet awaits funds) is booked without a transfer: the funding credits it.
   const posting = await postTransfersComparing(
     tx,
-    classified.fresh.map((event) => ({
+    classified.fresh.filter((event) => event.held !== true).map((event) => ({
       id: claimTransferId(event.packetId, event.seq),
       debitAccountId: escrowAccount(event.packetId),
       creditAccountId: walletAccount(event.userId),
@@ -296,14 +312,15 @@ export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promis
   // No "on conflict": every claim here was compared above. A concurrent writer of the same
   // packet (two consumers during a rebalance) fails this batch, which is then read again and compared.
   await tx.execute(
-    sql`insert into claims (packet_id, seq, user_id, amount_fen, claimed_at)
-        select packet_id, seq, user_id, amount_fen, timestamptz 'epoch' + at_ms * interval '1 millisecond'
+    sql`insert into claims (packet_id, seq, user_id, amount_fen, claimed_at, credited)
+        select packet_id, seq, user_id, amount_fen, timestamptz 'epoch' + at_ms * interval '1 millisecond', not held
         from unnest(${sql.param(inserted.map((event) => event.packetId))}::text[],
                     ${sql.param(inserted.map((event) => event.seq))}::int[],
                     ${sql.param(inserted.map((event) => event.userId))}::text[],
                     ${sql.param(inserted.map((event) => String(event.amountFen)))}::bigint[],
-                    ${sql.param(inserted.map((event) => String(event.atMs)))}::bigint[])
-             as input(packet_id, seq, user_id, amount_fen, at_ms)`,
+                    ${sql.param(inserted.map((event) => String(event.atMs)))}::bigint[],
+                    ${sql.param(inserted.map((event) => event.held === true))}::boolean[])
+             as input(packet_id, seq, user_id, amount_fen, at_ms, held)`,
   );
 
   // Move each packet's counters by what this batch added (no re-scan of its claims).
@@ -320,8 +337,9 @@ export async function applyClaims(tx: Tx, events: readonly ClaimEvent[]): Promis
     sql`update packets set
           claimed_count = packets.claimed_count + input.added_count,
           claimed_fen = packets.claimed_fen + input.added_fen,
-          status = case when packets.claimed_count + input.added_count = packets.count then 'finished' else packets.status end,
-          finished_at = case when packets.claimed_count + input.added_count = packets.count
+          -- Only a live packet finishes here; one awaiting its funds finishes when they are booked.
+          status = case when packets.claimed_count + input.added_count = packets.count and packets.status = 'live' then 'finished' else packets.status end,
+          finished_at = case when packets.claimed_count + input.added_count = packets.count and packets.status = 'live'
                              then timestamptz 'epoch' + input.last_ms * interval '1 millisecond' else null end
         from unnest(${sql.param([...added.keys()])}::text[],
                     ${sql.param([...added.values()].map((entry) => entry.count))}::int[],

@@ -8,14 +8,27 @@ import type { Packet, StoredPacket } from '../domain/packet.js';
 import type { EventLog } from '../log/event-log.js';
 import type { Fen } from '../money/money.js';
 import { isConnectionError, type Database } from './database.js';
-import { runIdempotent, type IdempotentResult } from './idempotency.js';
+import { findIdempotent, runIdempotent, type IdempotentResult } from './idempotency.js';
+import { recordConflicts, type LedgerConflict } from './conflicts.js';
+import {
+  duePayments,
+  heldFen,
+  markOrderClosed,
+  rememberNonce,
+  resweep,
+  storeProviderPacket,
+  type DuePayment,
+  type PacketOrder,
+} from './payments.js';
 import { duePacketIds, loadStoredPacket, storeSentPacket } from './packet-store.js';
 import { reconcile, type ReconciliationReport } from './reconciliation.js';
 import type { Cursor } from './record-cursor.js';
 import { receivedRecords, sentRecords, type ReceivedRecords, type SentRecords } from './records.js';
 import { deposit, MoneyInLimitError, walletBalance } from './wallets.js';
 
-export type SendBooking = IdempotentResult<Packet, { balanceFen: Fen }>;
+/** What a send stores under its key: the packet, and for a provider-paid one the order to pay. */
+export type SentPacket = Packet & { readonly order?: PacketOrder };
+export type SendBooking = IdempotentResult<SentPacket, { balanceFen: Fen }>;
 export type DepositBooking = IdempotentResult<{ userId: string; balanceFen: Fen }, { reason: string }>;
 
 /** Who asked, under which key, with which canonical request (its hash decides "same request"). */
@@ -26,7 +39,24 @@ export interface IdempotencyRequest {
 }
 
 /** What the application uses of the ledger: this class, or its proxy in the storage thread (src/app/storage-thread.ts). */
-export type LedgerPort = Pick<Ledger, 'send' | 'deposit' | 'balance' | 'load' | 'duePacketIds' | 'sentRecords' | 'receivedRecords' | 'reconcile' | 'check'>;
+export type LedgerPort = Pick<
+  Ledger,
+  | 'send'
+  | 'findSend'
+  | 'deposit'
+  | 'balance'
+  | 'wallet'
+  | 'load'
+  | 'duePacketIds'
+  | 'sentRecords'
+  | 'receivedRecords'
+  | 'reconcile'
+  | 'check'
+  | 'duePayments'
+  | 'markOrderClosed'
+  | 'resweep'
+  | 'rememberNonce'
+>;
 
 export class Ledger implements LedgerPort {
   constructor(
@@ -34,17 +64,31 @@ export class Ledger implements LedgerPort {
     private readonly log: EventLog,
   ) {}
 
-  /** Debits the sender and stores the live packet, once per Idempotency-Key. */
-  send(packet: Packet, idempotency: IdempotencyRequest): Promise<SendBooking> {
+  /**
+   * Debits the sender and stores the live packet, once per Idempotency-Key. With an order (paid
+   * through a provider) nothing is debited: the packet is stored pending its payment, with the order.
+   */
+  send(packet: Packet, idempotency: IdempotencyRequest, order?: PacketOrder): Promise<SendBooking> {
     return this.guard(() =>
       runIdempotent(
         this.database.db,
         { userId: idempotency.callerId, route: 'send', key: idempotency.key, request: idempotency.request },
-        async (tx) => {
+        async (tx): Promise<{ ok: true; value: SentPacket } | { ok: false; rejection: { balanceFen: Fen } }> => {
+          if (order !== undefined) {
+            await storeProviderPacket(tx, packet, order);
+            return { ok: true, value: { ...packet, order } };
+          }
           const stored = await storeSentPacket(tx, packet);
           return stored.ok ? { ok: true, value: packet } : { ok: false, rejection: { balanceFen: stored.balanceFen } };
         },
       ),
+    );
+  }
+
+  /** A send already stored under this key (replayed, or a conflict), or null: asked before a provider order is made. */
+  findSend(idempotency: IdempotencyRequest): Promise<SendBooking | null> {
+    return this.guard(() =>
+      findIdempotent<SentPacket>(this.database.db, { userId: idempotency.callerId, route: 'send', key: idempotency.key, request: idempotency.request }),
     );
   }
 
@@ -69,6 +113,34 @@ export class Ledger implements LedgerPort {
 
   balance(userId: string): Promise<Fen> {
     return this.guard(() => walletBalance(this.database.db, userId));
+  }
+
+  /** The balance, and the claims held for packets awaiting their funds (part of `pending`). */
+  wallet(userId: string): Promise<{ balanceFen: Fen; heldFen: Fen }> {
+    return this.guard(async () => ({ balanceFen: await walletBalance(this.database.db, userId), heldFen: await heldFen(this.database.db, userId) }));
+  }
+
+  duePayments(cutoffMs: number, limit: number): Promise<DuePayment[]> {
+    return this.guard(() => duePayments(this.database.db, cutoffMs, limit));
+  }
+
+  markOrderClosed(orderId: string, atMs: number): Promise<void> {
+    return this.guard(() => markOrderClosed(this.database.db, orderId, atMs));
+  }
+
+  /** The second sweep (payments.ts); conflicts it meets are recorded like the consumer's. */
+  resweep(cutoffMs: number): Promise<{ packets: number; credited: number; conflicts: LedgerConflict[] }> {
+    return this.guard(() =>
+      this.database.db.transaction(async (tx) => {
+        const swept = await resweep(tx, cutoffMs);
+        return { ...swept, conflicts: await recordConflicts(tx, swept.conflicts) };
+      }),
+    );
+  }
+
+  /** False when the nonce was seen before: the notification is a replay. */
+  rememberNonce(provider: string, nonce: string, timestampMs: number, nowMs: number, keepMs: number): Promise<boolean> {
+    return this.guard(() => this.database.db.transaction((tx) => rememberNonce(tx, provider, nonce, timestampMs, nowMs, keepMs)));
   }
 
   load(packetId: string): Promise<StoredPacket | null> {

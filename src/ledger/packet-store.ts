@@ -5,7 +5,8 @@ import type { Claim, Packet, PacketType, StoredPacket } from '../domain/packet.j
 import { escrowAccount, sendTransferId, walletAccount } from '../log/events.js';
 import type { Fen } from '../money/money.js';
 import { rowsOf, type Db, type Executor, type Tx } from './database.js';
-import { claims, packets } from './schema.js';
+import { claims, packets, paymentOrders } from './schema.js';
+import type { PaymentPhase } from '../domain/payment.js';
 import { postTransfers } from './transfers.js';
 
 export type SendResult = { ok: true } | { ok: false; reason: 'insufficient_balance'; balanceFen: Fen };
@@ -57,7 +58,13 @@ export function packetFromRow(row: PacketRow): Packet {
     createdAtMs: row.createdAt.getTime(),
     liveAtMs: row.liveAt.getTime(),
     expiresAtMs: row.expiresAt.getTime(),
+    ...(row.payWith !== 'balance' && row.orderId !== null ? { payment: { provider: row.payWith as 'sandbox', orderId: row.orderId } } : {}),
   };
+}
+
+/** A provider-paid packet's phase, from the status the ledger wrote as it applied the log. */
+export function phaseOfStatus(status: string): PaymentPhase {
+  return status === 'pending_payment' || status === 'awaiting_funds' || status === 'cancelled' ? status : 'funded';
 }
 
 export function claimFromRow(row: ClaimRow): Claim {
@@ -70,7 +77,12 @@ export async function loadStoredPacket(executor: Executor, packetId: string): Pr
   const row = rows[0];
   if (row === undefined) return null;
   const claimRows = await executor.select().from(claims).where(eq(claims.packetId, packetId)).orderBy(asc(claims.seq));
-  return { packet: packetFromRow(row), claims: claimRows.map(claimFromRow), expired: row.status === 'expired' };
+  const stored: StoredPacket = { packet: packetFromRow(row), claims: claimRows.map(claimFromRow), expired: row.status === 'expired' };
+  if (row.payWith === 'balance') return stored;
+  // A late credit was made if the order is paid while the packet is cancelled.
+  const order = await executor.select({ status: paymentOrders.status }).from(paymentOrders).where(eq(paymentOrders.packetId, packetId));
+  const phase = phaseOfStatus(row.status);
+  return { ...stored, payment: { phase, lateCredited: phase === 'cancelled' && order[0]?.status === 'paid' } };
 }
 
 /** Live packets whose deadline has passed, oldest first. */

@@ -33,7 +33,9 @@ export async function reconcile(db: Db, log: EventLog): Promise<ReconciliationRe
   const { checkedPackets, checkedAccounts } = await db.transaction(async (tx) => {
     // One snapshot for the book checks, so a batch committing meanwhile cannot show as a gap.
     await tx.execute(sql`set transaction isolation level repeatable read`);
-    return { checkedPackets: await checkPackets(tx, discrepancies), checkedAccounts: await checkAccounts(tx, discrepancies) };
+    const checkedPackets = await checkPackets(tx, discrepancies);
+    await checkProviders(tx, discrepancies);
+    return { checkedPackets, checkedAccounts: await checkAccounts(tx, discrepancies) };
   });
   // The log check needs no snapshot, and must not hold one: the table log reads through the
   // database handle, which an open transaction would block on PGlite. It reads the stored
@@ -51,29 +53,110 @@ async function storedPositions(db: Db, log: EventLog): Promise<LogPosition[]> {
   return stored.map((row) => ({ partition: row.partition, nextOffset: row.nextOffset.toString() }));
 }
 
+interface PacketRow {
+  id: string;
+  status: string;
+  pay_with: string;
+  total_fen: Amount;
+  credited_fen: Amount;
+  held_fen: Amount;
+  refund_fen: Amount;
+  escrow_fen: Amount;
+  sent_fen: Amount;
+  funded_fen: Amount;
+  late_fen: Amount;
+}
+
 async function checkPackets(tx: Tx, discrepancies: Discrepancy[]): Promise<number> {
-  const rows = await rowsOf<{ id: string; status: string; total_fen: Amount; claimed_fen: Amount; refund_fen: Amount; escrow_fen: Amount; sent_fen: Amount }>(
+  const rows = await rowsOf<PacketRow>(
     tx,
-    sql`select p.id, p.status, p.total_fen::text as total_fen, p.refund_fen::text as refund_fen,
-          (select sum(amount_fen)::text from claims c where c.packet_id = p.id) as claimed_fen,
+    sql`select p.id, p.status, p.pay_with, p.total_fen::text as total_fen, p.refund_fen::text as refund_fen,
+          (select sum(amount_fen)::text from claims c where c.packet_id = p.id and c.credited) as credited_fen,
+          (select sum(amount_fen)::text from claims c where c.packet_id = p.id and not c.credited) as held_fen,
           (select balance_fen::text from accounts a where a.id = 'escrow:' || p.id) as escrow_fen,
-          (select amount_fen::text from transfers t where t.id = 'send:' || p.id) as sent_fen
+          (select amount_fen::text from transfers t where t.id = 'send:' || p.id) as sent_fen,
+          (select amount_fen::text from transfers t where t.id = 'fund:' || p.id) as funded_fen,
+          (select amount_fen::text from transfers t where t.id = 'late:' || p.order_id) as late_fen
         from packets p`,
   );
   for (const row of rows) {
-    const total = fen(row.total_fen);
-    const claimed = fen(row.claimed_fen);
-    const refund = fen(row.refund_fen);
-    const escrow = fen(row.escrow_fen);
-    const sent = fen(row.sent_fen);
-    if (sent !== total) discrepancies.push({ kind: 'packet', id: row.id, message: `sent ${sent} ≠ total ${total}` });
-    if (row.status === 'live') {
-      if (escrow !== total - claimed) discrepancies.push({ kind: 'packet', id: row.id, message: `escrow ${escrow} ≠ total ${total} − claims ${claimed}` });
-    } else if (claimed + refund !== total || escrow !== 0n) {
-      discrepancies.push({ kind: 'packet', id: row.id, message: `claims ${claimed} + refund ${refund} ≠ total ${total} or escrow ${escrow} ≠ 0` });
-    }
+    for (const problem of packetProblems(row)) discrepancies.push({ kind: 'packet', id: row.id, message: problem });
   }
   return rows.length;
+}
+
+/**
+ * One packet's books. Money in: `send:` from the balance, or `fund:` from a provider (never
+ * both). Until a provider-paid packet is funded nothing moved: no escrow, no credited claim;
+ * a cancelled one moved nothing but, if its money came late, the late credit of its total.
+ * Once in: escrow = in − credited claims while live; credited + refund = in once closed; and
+ * no claim is left held.
+ */
+function packetProblems(row: PacketRow): string[] {
+  const problems: string[] = [];
+  const total = fen(row.total_fen);
+  const credited = fen(row.credited_fen);
+  const held = fen(row.held_fen);
+  const refund = fen(row.refund_fen);
+  const escrow = fen(row.escrow_fen);
+  const sent = fen(row.sent_fen);
+  const funded = fen(row.funded_fen);
+  const late = fen(row.late_fen);
+  const viaProvider = row.pay_with !== 'balance';
+  const moneyIn = viaProvider ? funded : sent;
+  if (viaProvider && sent !== 0n) problems.push(`paid through ${row.pay_with}, yet debited ${sent} from the balance`);
+  if (!viaProvider && funded !== 0n) problems.push(`paid from the balance, yet funded ${funded} by a provider`);
+  if (late !== 0n && (row.status !== 'cancelled' || late !== total)) problems.push(`late credit ${late} on a ${row.status} packet of total ${total}`);
+  const unfunded = row.status === 'pending_payment' || row.status === 'awaiting_funds' || row.status === 'cancelled';
+  if (unfunded) {
+    if (moneyIn !== 0n || credited !== 0n || escrow !== 0n) {
+      problems.push(`${row.status}: moved money (in ${moneyIn}, credited ${credited}, escrow ${escrow}) before its funds were confirmed`);
+    }
+    if (row.status === 'pending_payment' && held !== 0n) problems.push(`pending_payment with ${held} of claims`);
+    return problems;
+  }
+  if (moneyIn !== total) problems.push(`money in ${moneyIn} ≠ total ${total}`);
+  if (held !== 0n) problems.push(`${row.status} with ${held} of claims still held`);
+  if (row.status === 'live') {
+    if (escrow !== total - credited) problems.push(`escrow ${escrow} ≠ total ${total} − claims ${credited}`);
+  } else if (credited + refund !== total || escrow !== 0n) {
+    problems.push(`claims ${credited} + refund ${refund} ≠ total ${total} or escrow ${escrow} ≠ 0`);
+  }
+  return problems;
+}
+
+/**
+ * Each provider's clearing account against its orders: it paid in exactly the paid orders'
+ * amounts (balance = −Σ paid), and each paid order moved its money exactly once, into its
+ * packet's escrow (`fund:`) or, for a cancelled packet, to its sender (`late:`).
+ */
+async function checkProviders(tx: Tx, discrepancies: Discrepancy[]): Promise<void> {
+  const accounts = await rowsOf<{ id: string; provider: string; balance_fen: Amount; paid_fen: Amount }>(
+    tx,
+    sql`select a.id, substr(a.id, length('provider:') + 1) as provider, a.balance_fen::text as balance_fen,
+          (select sum(o.amount_fen)::text from payment_orders o where o.provider = substr(a.id, length('provider:') + 1) and o.status = 'paid') as paid_fen
+        from accounts a where a.kind = 'provider'`,
+  );
+  for (const account of accounts) {
+    const paid = fen(account.paid_fen);
+    if (fen(account.balance_fen) !== -paid) {
+      discrepancies.push({ kind: 'account', id: account.id, message: `balance ${account.balance_fen} ≠ −Σ paid orders ${paid}` });
+    }
+  }
+  const orders = await rowsOf<{ order_id: string; status: string; amount_fen: Amount; moved: number; moved_fen: Amount }>(
+    tx,
+    sql`select o.order_id, o.status, o.amount_fen::text as amount_fen,
+          (select count(*)::int from transfers t where t.id in ('fund:' || o.packet_id, 'late:' || o.order_id)) as moved,
+          (select sum(t.amount_fen)::text from transfers t where t.id in ('fund:' || o.packet_id, 'late:' || o.order_id)) as moved_fen
+        from payment_orders o`,
+  );
+  for (const order of orders) {
+    const expectedMoves = order.status === 'paid' ? 1 : 0;
+    const movedFen = fen(order.moved_fen);
+    if (order.moved !== expectedMoves || (expectedMoves === 1 && movedFen !== fen(order.amount_fen))) {
+      discrepancies.push({ kind: 'account', id: `order:${order.order_id}`, message: `${order.status} order moved ${order.moved} time(s), ${movedFen} fen (order of ${order.amount_fen})` });
+    }
+  }
 }
 
 async function checkAccounts(tx: Tx, discrepancies: Discrepancy[]): Promise<number> {
@@ -127,9 +210,9 @@ async function checkLog(
 }
 
 async function checkBooked(db: Db, events: readonly ClaimEvent[], discrepancies: Discrepancy[]): Promise<void> {
-  const rows = await rowsOf<{ user_id: string | null; amount_fen: Amount; debit_account_id: string | null; credit_account_id: string | null; transfer_fen: Amount }>(
+  const rows = await rowsOf<{ user_id: string | null; amount_fen: Amount; credited: boolean | null; debit_account_id: string | null; credit_account_id: string | null; transfer_fen: Amount }>(
     db,
-    sql`select c.user_id, c.amount_fen::text as amount_fen, t.debit_account_id, t.credit_account_id, t.amount_fen::text as transfer_fen
+    sql`select c.user_id, c.amount_fen::text as amount_fen, c.credited, t.debit_account_id, t.credit_account_id, t.amount_fen::text as transfer_fen
         from unnest(${sql.param(events.map((event) => event.packetId))}::text[],
                     ${sql.param(events.map((event) => event.seq))}::int[],
                     ${sql.param(events.map((event) => claimTransferId(event.packetId, event.seq)))}::text[])
@@ -146,6 +229,9 @@ async function checkBooked(db: Db, events: readonly ClaimEvent[], discrepancies:
       discrepancies.push({ kind: 'log', id, message: `${id}: in the log (${asked}) but not booked` });
     } else if (row.user_id !== event.userId || fen(row.amount_fen) !== BigInt(event.amountFen)) {
       discrepancies.push({ kind: 'log', id, message: `${id}: the log says ${asked}, the ledger booked user ${row.user_id} ${row.amount_fen} fen` });
+    } else if (row.credited === false) {
+      // Held for a packet not funded (the packet check says whether that may be): no transfer yet, rightly.
+      if (row.debit_account_id !== null) discrepancies.push({ kind: 'log', id, message: `${id}: held, yet it has a transfer` });
     } else if (
       row.debit_account_id !== escrowAccount(event.packetId) ||
       row.credit_account_id !== walletAccount(event.userId) ||

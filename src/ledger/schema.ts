@@ -1,7 +1,7 @@
 // The ledger's tables. Money is bigint fen; every movement is a row in `transfers` whose id
 // is its idempotency key, and `accounts.balance_fen` is the running sum of those rows.
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const fen = (name: string) => bigint(name, { mode: 'number' });
 const moment = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
@@ -37,8 +37,19 @@ export const packets = pgTable(
     totalFen: fen('total_fen').notNull(),
     greeting: text('greeting').notNull(),
     members: jsonb('members').$type<string[] | null>(),
-    /** live | finished | expired: written by the ledger consumer as events are applied. */
+    /**
+     * pending_payment | awaiting_funds | live | finished | expired | cancelled: written by the
+     * ledger consumer as events are applied (a packet paid from the balance starts live).
+     */
     status: text('status').notNull(),
+    /** balance | sandbox (a provider). */
+    payWith: text('pay_with').notNull().default('balance'),
+    /** The provider's order (ours, one per packet); null when paid from the balance. */
+    orderId: text('order_id'),
+    /** When a provider-paid packet's funds were booked (fund:<packet>): the second sweep runs PAYMENT_RESWEEP_MS later. */
+    fundedAt: moment('funded_at'),
+    /** When the second sweep credited what it found (nothing, unless a held claim was booked after the funds). */
+    resweptAt: moment('reswept_at'),
     createdAt: moment('created_at').notNull(),
     liveAt: moment('live_at').notNull(),
     expiresAt: moment('expires_at').notNull(),
@@ -51,6 +62,8 @@ export const packets = pgTable(
   (table) => [
     index('packets_sender_idx').on(table.senderId, table.createdAt),
     index('packets_live_expiry_idx').on(table.expiresAt).where(sql`status = 'live'`),
+    index('packets_payment_due_idx').on(table.createdAt).where(sql`status in ('pending_payment', 'awaiting_funds')`),
+    index('packets_resweep_idx').on(table.fundedAt).where(sql`funded_at is not null and reswept_at is null`),
   ],
 );
 
@@ -62,13 +75,52 @@ export const claims = pgTable(
     userId: text('user_id').notNull(),
     amountFen: fen('amount_fen').notNull(),
     claimedAt: moment('claimed_at').notNull(),
+    /**
+     * False while the claim's money is held (decided while its packet awaited funds): it has no
+     * transfer yet. Funding credits it; a cancelled packet leaves it false for good (void).
+     */
+    credited: boolean('credited').notNull().default(true),
   },
   (table) => [
     primaryKey({ columns: [table.packetId, table.seq] }),
+    index('claims_held_idx').on(table.userId).where(sql`not credited`),
     // The final judge of "no user twice": even a buggy engine cannot pay one user twice.
     uniqueIndex('claims_packet_user_idx').on(table.packetId, table.userId),
     index('claims_user_idx').on(table.userId, table.claimedAt),
   ],
+);
+
+/**
+ * One row per provider order (one per provider-paid packet), written with the packet. Its status
+ * is what the log says: created → paid (funded, or a late credit) | cancelled. `closed_at` is set
+ * once the provider has closed an order that timed out unpaid.
+ */
+export const paymentOrders = pgTable('payment_orders', {
+  orderId: text('order_id').primaryKey(),
+  provider: text('provider').notNull(),
+  packetId: text('packet_id').notNull().unique(),
+  amountFen: fen('amount_fen').notNull(),
+  payToken: text('pay_token').notNull(),
+  expiresAt: moment('expires_at').notNull(),
+  status: text('status').notNull().default('created'),
+  paidAt: moment('paid_at'),
+  closedAt: moment('closed_at'),
+  createdAt: moment('created_at').notNull().default(sql`now()`),
+});
+
+/**
+ * Notification nonces seen, per provider: a notification whose nonce is here is a replay. Only
+ * the signature window needs remembering (an older notification is refused by its timestamp),
+ * so rows older than that are deleted: the table stays bounded.
+ */
+export const paymentNonces = pgTable(
+  'payment_nonces',
+  {
+    provider: text('provider').notNull(),
+    nonce: text('nonce').notNull(),
+    seenAt: moment('seen_at').notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.provider, table.nonce] }), index('payment_nonces_seen_idx').on(table.seenAt)],
 );
 
 /** The embedded event log: append-only, read by the ledger consumer in seq order. */

@@ -8,6 +8,7 @@ import { DEFAULT_OPEN_RATE } from '../../src/engine/rate-limit.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
 import { apiOperations, type Operation } from '../../src/http/openapi.js';
 import { startHarness, type Harness } from '../support/harness.js';
+import { payInSandbox, signedNotification } from '../support/payments.js';
 
 const operations = apiOperations({ limits: DEFAULT_LIMITS, openRate: DEFAULT_OPEN_RATE, bodyBytesMax: DEFAULT_BODY_BYTES_MAX });
 /** "method template status" of every response the flow saw. */
@@ -46,7 +47,7 @@ async function checked(method: string, path: string, status: number, options: Ca
 }
 
 beforeAll(async () => {
-  h = await startHarness();
+  h = await startHarness({ withSandbox: {} });
 });
 afterAll(async () => {
   await h?.stop();
@@ -95,16 +96,38 @@ describe('every response matches its route’s documented schema', () => {
     expect((await checked('GET', `/v1/packets/${live.id}`, 200, { user: 'c-alice' })).actions).toEqual(['resend']);
     expect((await checked('GET', `/v1/packets/${live.id}`, 200, { user: 'c-bob' })).packet.total).toBeUndefined();
 
+    // Paid through the sandbox: pending_payment, the return, opens while awaiting funds, the notification.
+    const paid = await send({ type: 'group_lucky', targetId: 'c-g', count: 2, amount: '2.00', payWith: 'sandbox' });
+    expect(paid.packet.status).toBe('pending_payment');
+    expect((await checked('POST', `/v1/packets/${paid.packet.id}/open`, 200, { user: 'c-bob' })).state).toBe('pending_payment');
+    expect((await checked('POST', `/v1/packets/${paid.packet.id}/grab`, 200, { user: 'c-bob' })).state).toBe('pending_payment');
+    const returnPayload = await payInSandbox(h, paid.payment, 'success', 'never');
+    const returned = await checked('POST', `/v1/packets/${paid.packet.id}/payment/return`, 200, { user: 'c-alice', body: { returnPayload } });
+    expect(returned.packet.status).toBe('awaiting_funds');
+    await checked('POST', `/v1/packets/${paid.packet.id}/open`, 200, { user: 'c-bob' });
+    await h.settle();
+    const held = await checked('GET', `/v1/packets/${paid.packet.id}`, 200, { user: 'c-alice' });
+    expect(held.claims[0].credited).toBe(false);
+    const notified = signedNotification(h, { orderId: paid.payment.orderId, status: 'paid', amount: '2.00' });
+    expect(await checked('POST', '/v1/payments/sandbox/notify', 200, { body: notified.body, headers: notified.headers })).toEqual({ code: 'SUCCESS' });
+    await checked('POST', '/v1/payments/sandbox/notify', 401, { body: notified.body, headers: notified.headers });
+    await checked('POST', `/v1/packets/${paid.packet.id}/payment/return`, 400, { user: 'c-alice', body: { returnPayload: 'forged' } });
+    const cancelled = await send({ type: 'personal', targetId: 'c-bob', count: 1, amount: '1.00', payWith: 'sandbox' });
+    const failed = await payInSandbox(h, cancelled.payment, 'fail', 'never');
+    await checked('POST', `/v1/packets/${cancelled.packet.id}/payment/return`, 200, { user: 'c-alice', body: { returnPayload: failed } });
+    expect((await checked('POST', `/v1/packets/${cancelled.packet.id}/open`, 200, { user: 'c-bob' })).state).toBe('cancelled');
+
     // Wallet before and after the ledger caught up, records, reconciliation.
     await checked('GET', '/v1/wallet', 200, { user: 'c-bob' });
     await h.settle();
     const wallet = await checked('GET', '/v1/wallet', 200, { user: 'c-bob' });
     expect(wallet.pending).toBe('0.00');
     const sent = await checked('GET', '/v1/me/sent', 200, { user: 'c-alice' });
-    expect(sent.count).toBe(4);
+    // The cancelled packet is listed but sent no money: it is not counted.
+    expect(sent.count).toBe(5);
     expect(sent.nextCursor).toBeNull();
     const received = await checked('GET', `/v1/me/received?year=${sent.year}`, 200, { user: 'c-bob' });
-    expect(received.count).toBe(3);
+    expect(received.count).toBe(4);
     const report = await checked('POST', '/v1/admin/reconcile', 200, admin);
     expect(report.discrepancies).toEqual([]);
     const cluster = await checked('GET', '/v1/admin/cluster', 200, admin);
@@ -165,7 +188,8 @@ describe('every response matches its route’s documented schema', () => {
     const open = operationOf('POST', '/v1/packets/p/open').responses['200']!.schema;
     expect(open.safeParse({ state: 'claimed', amount: '1.00' }).success).toBe(false); // seq missing
     expect(open.safeParse({ state: 'busy' }).success).toBe(false); // retryAfterMs missing
-    expect(open.safeParse({ state: 'pending_payment' }).success).toBe(false); // not served yet
+    expect(open.safeParse({ state: 'pending_payment' }).success).toBe(true);
+    expect(open.safeParse({ state: 'awaiting_funds' }).success).toBe(false); // a packet status, not an open outcome
     const notFound = operationOf('GET', '/v1/packets/p').responses['404']!.schema;
     expect(notFound.safeParse({ error: { code: 'forbidden', message: 'x' } }).success).toBe(false);
   });

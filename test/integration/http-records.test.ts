@@ -173,6 +173,7 @@ describe('my records', () => {
         amount: item.amount,
         claimedAt: new Date(item.atMs).toISOString(),
         best: item.best,
+        credited: true,
       })),
     );
     const theirRecords = await records('received', 'rec-o');

@@ -81,7 +81,7 @@ describe('group_lucky', () => {
     expect(opener3.actions).toEqual(['view_my_records']);
     // Rule 7: everyone who may view a lucky packet sees the list, newest first, with times.
     expect(opener3.claims).toEqual(
-      [...opens].reverse().map((open) => ({ userId: open.user, amount: open.amount, claimedAt: new Date(open.atMs).toISOString(), best: false })),
+      [...opens].reverse().map((open) => ({ userId: open.user, amount: open.amount, claimedAt: new Date(open.atMs).toISOString(), best: false, credited: true })),
     );
 
     const stranger3 = await page(packet.id, 'lk-x');
@@ -105,7 +105,7 @@ describe('group_lucky', () => {
     for (const open of opens) if (fen(open.amount) > fen(best.amount) || (fen(open.amount) === fen(best.amount) && open.seq < best.seq)) best = open;
     const expectedClaims = [...opens]
       .sort((left, right) => right.seq - left.seq)
-      .map((open) => ({ userId: open.user, amount: open.amount, claimedAt: new Date(open.atMs).toISOString(), best: open.user === best.user }));
+      .map((open) => ({ userId: open.user, amount: open.amount, claimedAt: new Date(open.atMs).toISOString(), best: open.user === best.user, credited: true }));
 
     const ownDone = await page(packet.id, 'lk-s');
     expect(ownDone.summary).toBe('10个红包共20.00元,15秒被抢光');
@@ -196,7 +196,7 @@ describe('group_fixed', () => {
     expect(await openOk(packet.id, 'fx-1')).toEqual({ state: 'claimed', amount: '1.50', seq: 1 });
     const own1 = await page(packet.id, 'fx-s');
     expect(own1.summary).toBe('已领取1/3个,共1.50/4.50元');
-    expect(own1.claims).toEqual([{ userId: 'fx-1', amount: '1.50', claimedAt: new Date(clock.now()).toISOString(), best: false }]);
+    expect(own1.claims).toEqual([{ userId: 'fx-1', amount: '1.50', claimedAt: new Date(clock.now()).toISOString(), best: false, credited: true }]);
 
     const opener1 = await page(packet.id, 'fx-1');
     expect(opener1.summary).toBe('领取1/3个');
@@ -281,7 +281,7 @@ describe('personal', () => {
 
     const ownDone = await page(packet.id, 'ps-s');
     expect(ownDone.summary).toBe('1个红包共8.88元');
-    expect(ownDone.claims).toEqual([{ userId: 'ps-t', amount: '8.88', claimedAt: new Date(clock.now()).toISOString(), best: false }]);
+    expect(ownDone.claims).toEqual([{ userId: 'ps-t', amount: '8.88', claimedAt: new Date(clock.now()).toISOString(), best: false, credited: true }]);
     expect(ownDone.actions).toEqual([]);
     expect('myAmount' in ownDone).toBe(false);
 

@@ -4,7 +4,7 @@
 import { sql } from 'drizzle-orm';
 import type { Packet, StoredPacket } from '../../src/domain/packet.js';
 import type { EventLog } from '../../src/log/event-log.js';
-import type { PacketEvent } from '../../src/log/events.js';
+import type { ClaimEvent, ExpireEvent, PacketEvent } from '../../src/log/events.js';
 import type { Fen } from '../../src/money/money.js';
 import { conflictIdOfEvent, type LedgerConflict } from '../../src/ledger/conflicts.js';
 import type { AppliedEvents, DepositResult, LedgerContract } from './ledger-contract.js';
@@ -67,7 +67,8 @@ export class DatabaseLedger implements LedgerContract {
     const conflicts = this.recorded;
     this.recorded = [];
     // Applied = not recorded as a conflict, now or by an earlier delivery of the same event.
-    const ids = events.map(conflictIdOfEvent);
+    // These suites feed claims and expiries only (payments have their own tests).
+    const ids = events.map((event) => conflictIdOfEvent(event as ClaimEvent | ExpireEvent));
     const rows = await rowsOf<{ id: string }>(
       this.database.db,
       sql`select id from ledger_conflicts where id = any(${sql.param(ids)}::text[])`,

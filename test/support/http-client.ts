@@ -64,12 +64,12 @@ export function apiClient(current: () => Harness, prefix: string) {
       return reply.body.balance;
     },
     reconcile: () => h().call('POST', '/v1/admin/reconcile', { user: `${prefix}-auditor`, admin: true }),
-    /** Σ balances = 0, wallets + live escrow = deposits, and reconciliation is clean. */
+    /** Σ balances = 0, wallets + live escrow = deposits + what providers paid in, and reconciliation is clean. */
     async expectConserved(): Promise<void> {
       await h().settle();
       const money = await h().money();
       expect(money.book).toBe(0);
-      expect(money.wallets + money.escrow).toBe(money.deposited);
+      expect(money.wallets + money.escrow).toBe(money.deposited + money.providers);
       const report = await h().call('POST', '/v1/admin/reconcile', { user: `${prefix}-auditor`, admin: true });
       expect(report.status).toBe(200);
       expect(report.body.discrepancies).toEqual([]);

@@ -194,7 +194,7 @@ export class SimLedger implements PacketSource, LedgerContract {
     await this.log.append(events);
     await this.waitApplied(this.log.events.length);
     const conflicts = [...this.conflicts.values()].slice(before);
-    return { applied: events.filter((event) => !this.conflicts.has(conflictIdOfEvent(event))), conflicts };
+    return { applied: events.filter((event) => !this.conflicts.has(conflictIdOfEvent(event as ClaimEvent | ExpireEvent))), conflicts };
   }
 
   async loadPacket(packetId: string): Promise<StoredPacket | null> {
@@ -299,7 +299,7 @@ export class SimLedger implements PacketSource, LedgerContract {
 
   private apply(event: PacketEvent): void {
     if (event.kind === 'claim') this.applyClaim(event);
-    else this.applyExpire(event);
+    else if (event.kind === 'expire') this.applyExpire(event);
   }
 
   private applyClaim(event: ClaimEvent): void {

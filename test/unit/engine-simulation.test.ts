@@ -764,7 +764,7 @@ class Simulation {
         if (this.durableClaims.has(id)) this.note(`log: ${id} appended twice`);
         this.durableClaims.set(id, { event, offset: this.logIndexed });
         this.durableClaimCount.set(event.packetId, (this.durableClaimCount.get(event.packetId) ?? 0) + 1);
-      } else {
+      } else if (event.kind === 'expire') {
         if (this.durableExpires.has(event.packetId)) this.note(`log: refund of ${event.packetId} appended twice`);
         this.durableExpires.set(event.packetId, event);
       }

@@ -146,6 +146,8 @@ describe('resultPage: rules 1–9 by kind, status and role', () => {
         amountFen: claim.amountFen,
         claimedAtMs: claim.claimedAtMs,
         best: claim.seq === row.bestSeq,
+        // Paid from the balance: every claim is credited.
+        credited: true,
       }));
       expect(page.claims).toEqual(newestFirst);
     }

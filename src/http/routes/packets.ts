@@ -7,8 +7,8 @@ import type { AuthVariables } from '../auth.js';
 import { requireJson } from '../body-limit.js';
 import { ApiError, idempotencyConflict, retryLater } from '../errors.js';
 import type { Forwarding } from '../forward.js';
-import { renderPacket, renderPage } from '../render.js';
-import { idempotencyKey, sendBody, validate } from '../validation.js';
+import { renderPacket, renderPage, renderPayment } from '../render.js';
+import { idempotencyKey, paymentReturnBody, sendBody, validate } from '../validation.js';
 
 const PACKET_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Names the node that decided a packet's answer (passed back through a forward), for operators. */
@@ -38,6 +38,8 @@ export function packetRoutes(service: HongbaoService, forwarding: Forwarding) {
           amountFen: parseYuan(body.amount),
           greeting: body.greeting ?? DEFAULT_GREETING,
           members: body.members ?? null,
+          // Absent for the balance, so that sends made before payments hash as they did.
+          ...(body.payWith !== undefined && body.payWith !== 'balance' ? { payWith: body.payWith } : {}),
         },
         key,
       );
@@ -48,8 +50,30 @@ export function packetRoutes(service: HongbaoService, forwarding: Forwarding) {
           throw idempotencyConflict();
         case 'insufficient_balance':
           throw new ApiError(402, 'insufficient_balance', `balance ${formatFen(outcome.balanceFen)} is less than the packet's total`);
+        case 'provider_unavailable':
+          throw new ApiError(503, 'unavailable', `${outcome.message}; nothing was sent, retry shortly`, { retryAfterSeconds: 1 });
         case 'sent':
-          return c.json({ packet: renderPacket(outcome.view, true) }, 201);
+          return c.json({ packet: renderPacket(outcome.view, true), ...(outcome.payment ? { payment: renderPayment(outcome.payment) } : {}) }, 201);
+      }
+    })
+    .post('/packets/:id/payment/return', requireJson, validate('json', paymentReturnBody), async (c) => {
+      const packetId = packetIdOf(c.req.param('id'));
+      const body = c.req.valid('json');
+      // The owner decides it, in order with the packet's opens: the body travels with the request.
+      const owners = forwarding.passOn(c, packetId, undefined, { body: JSON.stringify(body), contentType: 'application/json' });
+      if (owners !== undefined) return owners;
+      c.header(NODE_HEADER, service.nodeId);
+      const outcome = await service.paymentReturn(packetId, c.get('caller').userId, body.returnPayload);
+      if ('state' in outcome) throw overloaded(outcome.retryAfterMs);
+      switch (outcome.kind) {
+        case 'not_found':
+          throw notFound();
+        case 'forbidden':
+          throw new ApiError(403, 'forbidden', 'only the sender of this packet can forward its payment return');
+        case 'invalid':
+          throw new ApiError(400, 'invalid_request', `${outcome.reason}; nothing changed`);
+        case 'settled':
+          return c.json({ packet: renderPacket(outcome.view, true) });
       }
     })
     .post('/packets/:id/grab', async (c) => {

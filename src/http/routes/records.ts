@@ -40,6 +40,7 @@ export function recordRoutes(service: HongbaoService) {
           amount: formatFen(item.amountFen),
           claimedAt: iso(item.claimedAtMs),
           best: item.best,
+          credited: item.credited,
         })),
         nextCursor: records.nextCursor,
       });
