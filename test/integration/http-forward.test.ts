@@ -16,6 +16,7 @@ import { issueToken } from '../../src/http/auth.js';
 import { FORWARDED_HEADER, forwardKey, signForward } from '../../src/http/forward-signature.js';
 import { silentLogger, startHarness, TEST_SECRET, type Harness } from '../support/harness.js';
 import { apiClient, expectError } from '../support/http-client.js';
+import { payInSandbox, signedNotification } from '../support/payments.js';
 
 /** The bounds of an impatient node A, short so that a hanging owner costs the suite little. */
 const TIMEOUT_MS = 400;
@@ -38,7 +39,7 @@ const servers: ServerType[] = [];
 /** What A's route() answers; a test points it at a hanging or a closed port. */
 let routeOfA: () => PacketRoute;
 /** Calls of A's own packet use cases: forwarding must leave them at 0. */
-const seenByA = { grab: 0, open: 0, resultPage: 0 };
+const seenByA = { grab: 0, open: 0, resultPage: 0, paymentReturn: 0, paymentNotification: 0 };
 let clusterOfA: ClusterView | undefined;
 
 interface FirstNode {
@@ -55,7 +56,9 @@ function firstNodeService(real: HongbaoService, admission: HongbaoService, metri
       if (property === 'admit') return admission.admit.bind(admission);
       if (property === 'cluster') return async () => clusterOfA ?? target.cluster();
       if (property === 'metrics') return metrics;
-      if (property === 'grab' || property === 'open' || property === 'resultPage') seenByA[property] += 1;
+      if (property === 'grab' || property === 'open' || property === 'resultPage' || property === 'paymentReturn' || property === 'paymentNotification') {
+        seenByA[property] += 1;
+      }
       const value = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },
@@ -106,19 +109,20 @@ interface Raw {
   body: any;
 }
 
-async function raw(base: string, method: string, path: string, name: string, headers: Record<string, string> = {}): Promise<Raw> {
-  const response = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${await owner.token(name)}`, ...headers } });
+async function raw(base: string, method: string, path: string, name: string | undefined, headers: Record<string, string> = {}, body?: string): Promise<Raw> {
+  const authorization: Record<string, string> = name === undefined ? {} : { authorization: `Bearer ${await owner.token(name)}` };
+  const response = await fetch(`${base}${path}`, { method, headers: { ...authorization, ...headers }, ...(body === undefined ? {} : { body }) });
   const text = await response.text();
   return { status: response.status, node: response.headers.get('hongbao-node'), contentType: response.headers.get('content-type'), retryAfter: response.headers.get('retry-after'), text, body: JSON.parse(text) };
 }
 
 const through =
   (node: () => FirstNode) =>
-  (method: string, path: string, name: string, headers?: Record<string, string>) =>
-    raw(node().url, method, path, name, headers);
+  (method: string, path: string, name: string | undefined, headers?: Record<string, string>, body?: string) =>
+    raw(node().url, method, path, name, headers, body);
 const throughA = through(() => nodeA);
 const throughImpatientA = through(() => impatientA);
-const atB = (method: string, path: string, name: string, headers?: Record<string, string>) => raw(ownerUrl, method, path, name, headers);
+const atB = (method: string, path: string, name: string | undefined, headers?: Record<string, string>, body?: string) => raw(ownerUrl, method, path, name, headers, body);
 
 async function forwards(node = impatientA): Promise<Record<string, number>> {
   const counter = node.metrics.getSingleMetric('hongbao_forwards_total') as Counter;
@@ -137,11 +141,13 @@ const client = apiClient(() => owner, run);
 beforeAll(async () => {
   [owner, firstNode] = await Promise.all([
     startHarness({
+      // The owner takes payments: its own sandbox (mounted on its own port) signs them.
+      withSandbox: {},
       node: { id: 'node-b', url: 'http://node-b.test' },
       requestRate: { burst: REQUESTS_BURST, perSecond: 0.001 },
       openRate: { burst: OPEN_BURST, perSecond: 0.001 },
     }),
-    startHarness({ node: { id: 'node-a', url: 'http://node-a.test' } }),
+    startHarness({ withSandbox: {}, node: { id: 'node-a', url: 'http://node-a.test' } }),
   ]);
   routeOfA = toOwner;
   ownerUrl = await listen(owner.app.fetch);
@@ -222,6 +228,44 @@ describe('grab, open and the result page through a node that does not own the pa
     expect(limited.retryAfter).toBe('1000');
     expect(limited.contentType).toMatch(/^application\/json/);
     expect(limited).toEqual(await atB('POST', `/v1/packets/${group.id}/open`, opener));
+  });
+});
+
+describe('a payment through a node that does not own the packet', () => {
+  it('the return and the provider’s notification travel to the owner with their bodies and signature headers, and are decided there once', async () => {
+    const [sender, opener] = [user('psend'), user('popen')];
+    const sent = await owner.call('POST', '/v1/packets', {
+      user: sender,
+      body: { type: 'group_lucky', targetId: 'g', count: 2, amount: '2.00', payWith: 'sandbox' },
+      headers: { 'idempotency-key': `${run}-pay` },
+    });
+    expect(sent.status, JSON.stringify(sent.body)).toBe(201);
+    const { packet, payment } = sent.body;
+    const before = { ...seenByA };
+    const returnPayload = await payInSandbox(owner, payment, 'success', 'never');
+    const json = { 'content-type': 'application/json' };
+    const returned = await throughA('POST', `/v1/packets/${packet.id}/payment/return`, sender, json, JSON.stringify({ returnPayload }));
+    expect(returned.status, returned.text).toBe(200);
+    expect(returned.node).toBe('node-b');
+    expect(returned.body.packet.status).toBe('awaiting_funds');
+    const open = await throughA('POST', `/v1/packets/${packet.id}/open`, opener);
+    expect(open.body).toMatchObject({ state: 'claimed', seq: 1 });
+
+    const notification = signedNotification(owner, { orderId: payment.orderId, status: 'paid', amount: '2.00' });
+    const notified = await throughA('POST', '/v1/payments/sandbox/notify', undefined, notification.headers, notification.body);
+    expect(notified.status, notified.text).toBe(200);
+    expect(notified.body).toEqual({ code: 'SUCCESS' });
+    expect(notified.node).toBe('node-b');
+    // The nonce was checked once, at the owner: the same message again is a replay there.
+    expectError(await throughA('POST', '/v1/payments/sandbox/notify', undefined, notification.headers, notification.body), 401, 'unauthorized');
+    // A tampered body travels too, and the owner refuses it.
+    expectError(await throughA('POST', '/v1/payments/sandbox/notify', undefined, notification.headers, notification.body.replace('2.00', '0.01')), 401, 'unauthorized');
+
+    expect(seenByA).toEqual(before);
+    expect(firstNode.hongbao.engine.stats.actors).toBe(0);
+    expect((await atB('GET', `/v1/packets/${packet.id}`, sender)).body.packet.status).toBe('live');
+    expect(await client.balance(opener)).toBe(open.body.amount);
+    await client.expectConserved();
   });
 });
 

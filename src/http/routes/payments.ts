@@ -8,6 +8,7 @@ import { packetIdOfOrder } from '../../domain/payment.js';
 import type { AuthVariables } from '../auth.js';
 import { ApiError, retryLater } from '../errors.js';
 import type { Forwarding } from '../forward.js';
+import { NODE_HEADER } from './packets.js';
 
 /** The signature headers of a sandbox notification (the shape of WeChat Pay v3's Wechatpay-* headers). */
 const SIGNATURE_HEADERS = ['x-sandbox-timestamp', 'x-sandbox-nonce', 'x-sandbox-signature'] as const;
@@ -36,6 +37,7 @@ export function paymentNotifyRoutes(service: HongbaoService, forwarding: Forward
       const owners = forwarding.passOn(c, packetId, undefined, { body, contentType: c.req.header('content-type') ?? 'application/json', headers: SIGNATURE_HEADERS });
       if (owners !== undefined) return owners;
     }
+    c.header(NODE_HEADER, service.nodeId);
     const outcome = await service.paymentNotification(provider, (name) => c.req.header(name), body);
     if ('state' in outcome) throw retryLater('the packet is busy', outcome.retryAfterMs);
     switch (outcome.kind) {
