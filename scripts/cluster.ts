@@ -90,6 +90,8 @@ const specs: NodeSpec[] = [
   })),
   { name: 'ledger-1', role: 'ledger', port: ledgerPort, url: `http://${HOST}:${ledgerPort}` },
 ];
+/** The cluster's one sandbox provider: SANDBOX_URL if given, else the one node-1 serves. */
+const sandboxUrl: string = process.env.SANDBOX_URL ?? `${specs[0]!.url}/sandbox`;
 const nameWidth = Math.max(...specs.map((spec) => spec.name.length));
 const colors = process.stdout.isTTY ? [36, 33, 35, 32, 34, 91, 93, 95, 96] : [];
 const label = (spec: NodeSpec, index: number) => {
@@ -170,6 +172,9 @@ function start(spec: NodeSpec, index: number): Running {
       HOST,
       PORT: String(spec.port),
       ADVERTISE_URL: spec.url,
+      // One sandbox provider for the whole cluster (orders live in the provider, not in a node):
+      // node-1 serves it at /sandbox, every other node uses that one.
+      ...(index === 0 && process.env.SANDBOX_URL === undefined ? {} : { SANDBOX_URL: sandboxUrl }),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

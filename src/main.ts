@@ -54,8 +54,9 @@ async function main(): Promise<void> {
   });
   // Without SANDBOX_URL this process serves the sandbox provider itself, so `npm start` is all a
   // newcomer needs; the engine still talks to it only over HTTP, as to a real provider.
+  // A ledger-only process serves no API, and so no sandbox either.
   const sandbox =
-    config.sandbox.url === undefined
+    config.sandbox.url === undefined && config.role !== 'ledger'
       ? createSandbox({ dataDir: config.dataDir, merchantKey: config.sandbox.merchantKey ?? SANDBOX_DEV_MERCHANT_KEY, ...(config.sandbox.privateKey ? { privateKey: config.sandbox.privateKey } : {}), logger })
       : undefined;
   if (sandbox !== undefined) app.route(SANDBOX_MOUNT_PATH, sandbox.app);

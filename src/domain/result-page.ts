@@ -49,7 +49,8 @@ export function resultPage(packet: Packet, status: PacketStatus, claims: readonl
   }
 
   const actions: PageAction[] = [];
-  if (own && status === 'live') actions.push('resend');
+  // Rule 2 as written: not finished and not expired (a packet awaiting its funds, or one whose payment failed, can be sent again).
+  if (own && status !== 'finished' && status !== 'expired') actions.push('resend');
   if (!own && mine !== undefined) actions.push('view_my_records');
 
   const showClaims = lucky || own;
