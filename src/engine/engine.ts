@@ -209,7 +209,10 @@ export class Engine {
 
   private build(stored: StoredPacket): PacketActor {
     const actor = new PacketActor(stored, this.dependencies, this.options.clock.now());
-    this.options.cache?.rememberPacket(stored.packet, actor.status, stored.claims);
+    // The cache holds final facts only: a packet whose payment is not settled (or failed, its
+    // claims void) is answered by its actor alone.
+    const settled = stored.payment === undefined || stored.payment.phase === 'funded';
+    if (settled) this.options.cache?.rememberPacket(stored.packet, actor.status, stored.claims);
     return actor;
   }
 

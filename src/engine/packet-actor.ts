@@ -63,7 +63,10 @@ export interface ActorDependencies {
    */
   readonly processWaiting?: { count: number; readonly max: number };
   readonly onClaimFailed?: (claim: Claim) => void;
-  /** A claim became durable; `finished` when it was the packet's last share. */
+  /**
+   * A claim became durable and final; `finished` when it was the packet's last share. Not for a
+   * held claim: its packet's payment may still fail, and then the claim is void.
+   */
   readonly onClaimDurable?: (packet: Packet, claim: Claim, finished: boolean) => void;
   readonly onExpiredDurable?: (packet: Packet) => void;
 }
@@ -294,6 +297,7 @@ export class PacketActor {
       this.dependencies.limits,
     );
     const claim: Claim = { packetId: this.packet.id, seq, userId, amountFen, claimedAtMs: nowMs };
+    const held = this.phase === 'awaiting_funds';
     this.remainingFen -= amountFen;
     this.claimedFen += amountFen;
     this.inFlight += 1;
@@ -308,7 +312,7 @@ export class PacketActor {
           this.inFlight -= 1;
           if (processWaiting) processWaiting.count -= 1;
           record.durable = true;
-          this.dependencies.onClaimDurable?.(this.packet, claim, claim.seq === this.packet.count);
+          if (!held) this.dependencies.onClaimDurable?.(this.packet, claim, claim.seq === this.packet.count);
           return { state: 'claimed', amountFen, seq };
         },
         (error: unknown) => {

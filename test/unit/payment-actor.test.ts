@@ -139,3 +139,25 @@ describe('a provider-paid packet in its actor', () => {
     expect(durable[0]).toMatchObject({ kind: 'claim', held: true });
   });
 });
+
+describe('the shared cache and a provider-paid packet', () => {
+  it('is told of a claim only once it is final: never of a held one (its packet may still be cancelled)', async () => {
+    const told: string[] = [];
+    const actor = new PacketActor(
+      providerPacket(),
+      {
+        limits: LIMITS,
+        seedFor: (packetId) => packetSeed(SIM_SEED_SECRET, packetId),
+        commit: () => Promise.resolve(),
+        onClaimDurable: (_packet, claim) => told.push(claim.userId),
+      },
+      SIM_START_MS,
+    );
+    await actor.settlePayment('returned_success', SIM_START_MS);
+    await actor.open('bob', SIM_START_MS);
+    expect(told).toEqual([]);
+    await actor.settlePayment('paid', SIM_START_MS + 1);
+    await actor.open('carol', SIM_START_MS + 2);
+    expect(told).toEqual(['carol']);
+  });
+});
