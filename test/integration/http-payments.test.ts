@@ -246,3 +246,30 @@ describe('the notification endpoint', () => {
     await api.expectConserved();
   });
 });
+
+describe('bad input on the payment routes', () => {
+  it('is a 4xx with a clear message and changes nothing', async () => {
+    const base = { type: 'group_lucky', targetId: 'g1', count: 3, amount: '3.00' };
+    for (const payWith of ['paypal', 5, null, 'SANDBOX']) {
+      const reply = await h.call('POST', '/v1/packets', { user: 'alice11', body: { ...base, payWith }, headers: { 'idempotency-key': api.newKey() } });
+      expectError(reply, 400, 'invalid_request');
+    }
+    const { packet } = await sendPaid('alice11');
+    expectError(await forwardReturn(h, packet.id, 'alice11', 'x'.repeat(4097)), 400, 'invalid_request');
+    expectError(await forwardReturn(h, 'p_not-a-real-packet', 'alice11', 'x'), 404, 'not_found');
+    expectError(await h.call('POST', `/v1/packets/${packet.id}/payment/return`, { user: 'alice11', body: 'not json' }), 400, 'invalid_request');
+    expectError(await postNotification(h, { body: 'not json', headers: { 'content-type': 'application/json' } }), 401, 'unauthorized');
+    expectError(await postNotification(h, { body: JSON.stringify({ orderId: 'x'.repeat(20_000) }), headers: { 'content-type': 'application/json' } }), 413, 'payload_too_large');
+    expect((await api.page(packet.id, 'alice11')).packet.status).toBe('pending_payment');
+    // A harness without a provider refuses payWith sandbox in words, not with a 500.
+    const plain = await startHarness();
+    try {
+      const reply = await plain.call('POST', '/v1/packets', { user: 'alice11', body: { ...base, payWith: 'sandbox' }, headers: { 'idempotency-key': 'plain-1' } });
+      expectError(reply, 400, 'invalid_request');
+      expect(reply.body.error.message).toContain('payWith');
+    } finally {
+      await plain.stop();
+    }
+    await api.expectConserved();
+  });
+});
