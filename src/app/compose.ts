@@ -45,6 +45,10 @@ export const ACTIVATION_CATCH_UP_TIMEOUT_MS = 10_000;
 export const RECOVERY_TIMEOUT_MS = 10 * 60_000;
 /** Idle actors are dropped after this; they come back from storage on the next request. */
 export const ACTOR_IDLE_MS = 60_000;
+/** How often an engine-only process (no consumer of its own) asks the ledger which of its pending credits are booked. */
+export const PENDING_CHECK_INTERVAL_MS = 2_000;
+/** Pending credits asked about per check. */
+export const PENDING_CHECK_BATCH_MAX = 10_000;
 /** How often a process that waits for the engine lock tries to take it again. */
 export const ENGINE_LOCK_RETRY_MS = 2_000;
 
@@ -284,6 +288,12 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     metrics,
     decidesHere: (packetId) => cluster === undefined || cluster.decidesHere(packetId),
   });
+  const settleBookedPending = async () => {
+    const some = pending.some(PENDING_CHECK_BATCH_MAX);
+    if (some.length === 0) return;
+    const booked = new Set(await ledger.bookedClaims(some.map((entry) => entry.transferId)));
+    for (const entry of some) if (booked.has(entry.transferId)) pending.settle(entry.userId, entry.transferId);
+  };
   const settlePayments = async () => {
     await payments.timeoutPass();
     await payments.resweepPass();
@@ -381,6 +391,8 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
       if (options.runJobs !== false) {
         jobs.push(every(EXPIRY_INTERVAL_MS, expireDue, onJobError));
         if (options.payments !== undefined) jobs.push(every(PAYMENT_JOBS_INTERVAL_MS, settlePayments, onJobError));
+        // Without a consumer here nothing tells this process that its claims were booked: ask.
+        if (options.runConsumer === false) jobs.push(every(PENDING_CHECK_INTERVAL_MS, settleBookedPending, onJobError));
         jobs.push(every(ACTOR_IDLE_MS / 4, async () => void engine.evictIdle(ACTOR_IDLE_MS), onJobError));
       }
       service.serving = true;

@@ -232,7 +232,9 @@ export class Service implements HongbaoService {
 
   /** `pending`: claims decided here and not yet booked, and booked claims held for packets awaiting their funds. */
   async wallet(userId: string): Promise<{ balanceFen: Fen; pendingFen: Fen }> {
-    const { balanceFen, heldFen } = await this.parts.ledger.wallet(userId);
+    const { balanceFen, heldFen, booked } = await this.parts.ledger.wallet(userId, this.parts.pending.idsOf(userId));
+    // Booked meanwhile (on a node whose consumer is elsewhere, nothing else would say so): in the balance or held now.
+    for (const transferId of booked) this.parts.pending.settle(userId, transferId);
     return { balanceFen, pendingFen: this.parts.pending.pendingFen(userId) + heldFen };
   }
 

@@ -79,6 +79,7 @@ export class StorageThread {
       balance: call('ledger.balance'),
       findSend: call('ledger.findSend'),
       wallet: call('ledger.wallet'),
+      bookedClaims: call('ledger.bookedClaims'),
       duePayments: call('ledger.duePayments'),
       markOrderClosed: call('ledger.markOrderClosed'),
       resweep: call('ledger.resweep'),

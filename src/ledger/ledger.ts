@@ -11,6 +11,7 @@ import { isConnectionError, type Database } from './database.js';
 import { findIdempotent, runIdempotent, type IdempotentResult } from './idempotency.js';
 import { recordConflicts, type LedgerConflict } from './conflicts.js';
 import {
+  bookedClaims,
   duePayments,
   heldFen,
   markOrderClosed,
@@ -46,6 +47,7 @@ export type LedgerPort = Pick<
   | 'deposit'
   | 'balance'
   | 'wallet'
+  | 'bookedClaims'
   | 'load'
   | 'duePacketIds'
   | 'sentRecords'
@@ -115,9 +117,23 @@ export class Ledger implements LedgerPort {
     return this.guard(() => walletBalance(this.database.db, userId));
   }
 
-  /** The balance, and the claims held for packets awaiting their funds (part of `pending`). */
-  wallet(userId: string): Promise<{ balanceFen: Fen; heldFen: Fen }> {
-    return this.guard(async () => ({ balanceFen: await walletBalance(this.database.db, userId), heldFen: await heldFen(this.database.db, userId) }));
+  /**
+   * The balance, the claims held for packets awaiting their funds (part of `pending`), and which
+   * of the claims this process still counts as pending the ledger has booked meanwhile — all
+   * from one snapshot, so a claim booked between two reads is counted once, not twice or never.
+   */
+  wallet(userId: string, pendingIds: readonly string[] = []): Promise<{ balanceFen: Fen; heldFen: Fen; booked: string[] }> {
+    return this.guard(() =>
+      this.database.db.transaction(async (tx) => {
+        await tx.execute(sql`set transaction isolation level repeatable read`);
+        return { balanceFen: await walletBalance(tx, userId), heldFen: await heldFen(tx, userId), booked: await bookedClaims(tx, pendingIds) };
+      }),
+    );
+  }
+
+  /** Which of these claims the ledger has booked (for a process whose pending credits no local consumer settles). */
+  bookedClaims(transferIds: readonly string[]): Promise<string[]> {
+    return this.guard(() => bookedClaims(this.database.db, transferIds));
   }
 
   duePayments(cutoffMs: number, limit: number): Promise<DuePayment[]> {

@@ -202,6 +202,18 @@ export async function heldFen(executor: Executor, userId: string): Promise<Fen> 
   return Number(rows[0]?.held ?? 0);
 }
 
+/** Which of these claims (by transfer id `claim:<packet>:<seq>`) the ledger has booked, held or credited. */
+export async function bookedClaims(executor: Executor, transferIds: readonly string[]): Promise<string[]> {
+  const keys = transferIds.map((id) => /^claim:(.+):(\d+)$/.exec(id)).filter((match): match is RegExpExecArray => match !== null);
+  if (keys.length === 0) return [];
+  const rows = await rowsOf<{ packet_id: string; seq: number }>(
+    executor,
+    sql`select c.packet_id, c.seq from unnest(${sql.param(keys.map((key) => key[1]!))}::text[], ${sql.param(keys.map((key) => Number(key[2])))}::int[]) as input(packet_id, seq)
+        join claims c on c.packet_id = input.packet_id and c.seq = input.seq`,
+  );
+  return rows.map((row) => claimTransferId(row.packet_id, row.seq));
+}
+
 export interface DuePayment {
   readonly packetId: string;
   readonly orderId: string;
