@@ -22,7 +22,16 @@ export async function storeSentPacket(tx: Tx, packet: Packet): Promise<SendResul
   const balanceFen = rows.length === 0 ? 0 : Number(rows[0]!.balance_fen);
   if (balanceFen < packet.totalFen) return { ok: false, reason: 'insufficient_balance', balanceFen };
 
-  await tx.insert(packets).values({
+  await tx.insert(packets).values(packetRow(packet, 'live'));
+  await postTransfers(tx, [
+    { id: sendTransferId(packet.id), debitAccountId: wallet, creditAccountId: escrowAccount(packet.id), amountFen: packet.totalFen },
+  ]);
+  return { ok: true };
+}
+
+/** The row a new packet is stored as, with its first status (live, or pending_payment through a provider). */
+export function packetRow(packet: Packet, status: 'live' | 'pending_payment'): typeof packets.$inferInsert {
+  return {
     id: packet.id,
     type: packet.type,
     senderId: packet.senderId,
@@ -31,15 +40,12 @@ export async function storeSentPacket(tx: Tx, packet: Packet): Promise<SendResul
     totalFen: packet.totalFen,
     greeting: packet.greeting,
     members: packet.members === null ? null : [...packet.members],
-    status: 'live',
+    status,
     createdAt: new Date(packet.createdAtMs),
     liveAt: new Date(packet.liveAtMs),
     expiresAt: new Date(packet.expiresAtMs),
-  });
-  await postTransfers(tx, [
-    { id: sendTransferId(packet.id), debitAccountId: wallet, creditAccountId: escrowAccount(packet.id), amountFen: packet.totalFen },
-  ]);
-  return { ok: true };
+    ...(packet.payment !== undefined ? { payWith: packet.payment.provider, orderId: packet.payment.orderId } : {}),
+  };
 }
 
 type PacketRow = typeof packets.$inferSelect;

@@ -20,6 +20,7 @@ import {
 import type { Fen } from '../money/money.js';
 import type { LedgerConflict } from './conflicts.js';
 import { rowsOf, type Executor, type Tx } from './database.js';
+import { packetRow } from './packet-store.js';
 import { packets, paymentOrders } from './schema.js';
 import { postTransfersComparing, type Transfer } from './transfers.js';
 
@@ -36,22 +37,7 @@ const at = (ms: number) => new Date(ms).toISOString();
 
 /** Stores a provider-paid packet, pending its payment, with its order. Nothing is debited. */
 export async function storeProviderPacket(tx: Tx, packet: Packet, order: PacketOrder): Promise<void> {
-  await tx.insert(packets).values({
-    id: packet.id,
-    type: packet.type,
-    senderId: packet.senderId,
-    targetId: packet.targetId,
-    count: packet.count,
-    totalFen: packet.totalFen,
-    greeting: packet.greeting,
-    members: packet.members === null ? null : [...packet.members],
-    status: 'pending_payment',
-    payWith: order.provider,
-    orderId: order.orderId,
-    createdAt: new Date(packet.createdAtMs),
-    liveAt: new Date(packet.liveAtMs),
-    expiresAt: new Date(packet.expiresAtMs),
-  });
+  await tx.insert(packets).values({ ...packetRow(packet, 'pending_payment'), payWith: order.provider, orderId: order.orderId });
   await tx.insert(paymentOrders).values({
     orderId: order.orderId,
     provider: order.provider,

@@ -4,7 +4,7 @@
 // back; the verifiers answer {ok: false, reason} for anything wrong and never throw.
 import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { parseYuan, formatFen, type Fen } from '../money/money.js';
+import { formatFen } from '../money/money.js';
 import {
   NOTIFICATION_WINDOW_MS,
   type CreatedOrder,
@@ -16,6 +16,7 @@ import {
   type VerifiedNotification,
   type VerifiedReturn,
 } from './provider.js';
+import { orderAmount } from './yuan.js';
 import { importPublicKey, verifyNotificationSignature, verifyReturnPayload } from './signing.js';
 
 export const DEFAULT_SANDBOX_TIMEOUT_MS = 5_000;
@@ -54,17 +55,7 @@ export class SandboxRequestError extends Error {
   }
 }
 
-/** A yuan string of at least 0.01 (no order is for less), as fen. */
-const yuanAmount = z.string().transform((text, context): Fen => {
-  try {
-    const fen = parseYuan(text);
-    if (fen >= 1) return fen;
-    context.addIssue({ code: 'custom', message: `must be at least 0.01; got ${JSON.stringify(text)}` });
-  } catch (error) {
-    context.addIssue({ code: 'custom', message: (error as Error).message });
-  }
-  return z.NEVER;
-});
+const yuanAmount = orderAmount;
 
 const createdAnswer = z.object({ orderId: z.string(), payToken: z.string().min(1), amount: yuanAmount, expiresAt: z.iso.datetime({ offset: true }) });
 const stateAnswer = z.object({ orderId: z.string(), status: z.enum(['unpaid', 'paid', 'failed']), amount: yuanAmount, closed: z.boolean() });

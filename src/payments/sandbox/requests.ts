@@ -2,7 +2,7 @@
 // lists each field and what is wrong with it; amounts are judged by parseYuan, as everywhere.
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { parseYuan } from '../../money/money.js';
+import { orderAmount } from '../yuan.js';
 import { SandboxError } from './errors.js';
 
 export const ORDER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -12,17 +12,7 @@ export const PAY_TOKEN_LENGTH_MAX = 128;
 
 const orderId = z.string({ error: 'must be a string' }).regex(ORDER_ID_PATTERN, 'must be 1–64 characters of [A-Za-z0-9_-]');
 
-/** A yuan string of at least 0.01, as fen. */
-const amount = z.string({ error: 'must be a string of yuan like "20.00"' }).transform((text, context) => {
-  try {
-    const fen = parseYuan(text);
-    if (fen >= 1) return fen;
-    context.addIssue({ code: 'custom', message: `must be at least 0.01; got ${JSON.stringify(text)}` });
-  } catch (error) {
-    context.addIssue({ code: 'custom', message: (error as Error).message });
-  }
-  return z.NEVER;
-});
+const amount = orderAmount;
 
 const notifyUrl = z
   .string({ error: 'must be a string' })
