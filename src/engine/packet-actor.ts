@@ -165,7 +165,13 @@ export class PacketActor {
     this.lastUsedMs = nowMs;
     if (!mayOpen(this.packet, userId)) return NOT_ELIGIBLE;
     // Not openable: nothing to claim before the payment is returned, nothing after it failed.
-    if (!isOpenable(this.phase)) return this.phase === 'cancelled' ? CANCELLED : PENDING_PAYMENT;
+    if (!isOpenable(this.phase)) {
+      if (this.phase !== 'cancelled') return PENDING_PAYMENT;
+      // "Cancelled" is final, so it must be true: if the cancellation's write fails, the packet
+      // is not cancelled (it is rebuilt awaiting its funds, and may yet be funded).
+      if (this.phaseDurable === 'cancelled') return CANCELLED;
+      return this.full() ? BUSY : this.waitFor(this.paymentWrite.then(() => CANCELLED), CANCELLED);
+    }
     const mine = this.claimsByUser?.get(userId);
     if (mine !== undefined) {
       // A racing second open waits for the first one's write: "already claimed" must be true.
