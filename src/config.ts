@@ -88,6 +88,7 @@ const environment = z.object({
   SANDBOX_PRIVATE_KEY: z.string().min(1).optional(),
   PAYMENT_TIMEOUT_MS: integer(1_000, 7 * 24 * 3600 * 1000, 900_000),
   PAYMENT_RESWEEP_MS: integer(0, 3600 * 1000, 5_000),
+  WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false']).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -137,6 +138,8 @@ export interface Config {
   readonly paymentTimeoutMs: number;
   /** The second crediting sweep, this long after a packet's funds are confirmed. */
   readonly paymentResweepMs: number;
+  /** Whether webhooks may point at loopback and private addresses (default: yes, but not in production). */
+  readonly webhooksAllowPrivate: boolean;
   readonly production: boolean;
   readonly logLevel: string;
   /** Why the config is not fit for production, shown as warnings at start. */
@@ -199,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sandbox: { url: values.SANDBOX_URL?.replace(/\/+$/, ''), merchantKey: values.SANDBOX_MERCHANT_KEY, publicKey: values.SANDBOX_PUBLIC_KEY, privateKey: values.SANDBOX_PRIVATE_KEY },
     paymentTimeoutMs: values.PAYMENT_TIMEOUT_MS,
     paymentResweepMs: values.PAYMENT_RESWEEP_MS,
+    webhooksAllowPrivate: values.WEBHOOK_ALLOW_PRIVATE === undefined ? !production : values.WEBHOOK_ALLOW_PRIVATE === 'true',
     production,
     logLevel: values.LOG_LEVEL,
     warnings,

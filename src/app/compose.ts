@@ -34,6 +34,8 @@ import { StorageThread, type AppendLog, type DatabaseHandle } from './storage-th
 import { ClusterNode } from './cluster.js';
 import { Service, singleNode } from './hongbao-service.js';
 import { PAYMENT_JOBS_INTERVAL_MS, PaymentDesk, type Providers } from './payment-desk.js';
+import { EventStreams } from './event-streams.js';
+import { Dispatcher } from '../notify/dispatcher.js';
 import { SANDBOX_DEV_MERCHANT_KEY } from '../payments/sandbox/index.js';
 import { fetchSandboxPublicKey, SandboxProvider } from '../payments/sandbox-provider.js';
 import { createServiceMetrics } from './metrics.js';
@@ -95,6 +97,10 @@ export interface ComposeOptions {
   readonly node?: { readonly id: string; readonly url: string };
   /** Payment providers (absent: packets are paid from the balance only). */
   readonly payments?: PaymentOptions;
+  /** Whether webhooks may point at private or loopback addresses (default true; production: WEBHOOK_ALLOW_PRIVATE). */
+  readonly webhooksAllowPrivate?: boolean;
+  /** Replaces the webhook dispatcher's retry gaps (tests). */
+  readonly webhookRetryDelayMs?: (attempts: number) => number;
 }
 
 export interface PaymentOptions {
@@ -174,6 +180,7 @@ export function composeOptionsFrom(config: Config, logger: Logger, clock: Clock)
     servesPackets: config.role !== 'ledger',
     node: { id: config.nodeId, url: config.advertiseUrl },
     payments: paymentOptionsFrom(config),
+    webhooksAllowPrivate: config.webhooksAllowPrivate,
   };
 }
 
@@ -192,6 +199,9 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
         });
   // Everything that runs SQL lives in the storage thread; what comes back are proxies.
   const pending = new PendingCredits();
+  let dispatcher: Dispatcher | undefined;
+  // Made once the storage thread is up; its notices may only come after that.
+  let streams: EventStreams | undefined;
   let lostStorage: ((error: Error) => void) | undefined;
   const storage = await StorageThread.start(
     {
@@ -207,6 +217,10 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
         metrics.ledgerApplySeconds.observe(durationMs / 1000);
       },
       onLost: (error) => lostStorage?.(error),
+      onNotified: (users) => {
+        streams?.wakeUsers(users);
+        dispatcher?.poke();
+      },
     },
   ).catch(async (error: unknown) => {
     await kafkaLog?.close().catch(() => {});
@@ -214,6 +228,28 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     throw options.databaseUrl === undefined ? error : databaseStartupError(error, options.databaseUrl);
   });
   const { database, ledger, consumer } = storage;
+  const eventStreams = new EventStreams(storage.notifications);
+  streams = eventStreams;
+  const webhooksAllowPrivate = options.webhooksAllowPrivate ?? true;
+  // Wherever jobs run, webhooks are delivered (several processes share the schedule by lease).
+  dispatcher =
+    options.runJobs === false
+      ? undefined
+      : new Dispatcher({
+          store: storage.notifications,
+          clock,
+          logger,
+          allowPrivate: webhooksAllowPrivate,
+          ...(options.webhookRetryDelayMs ? { retryDelayMs: options.webhookRetryDelayMs } : {}),
+          metrics: {
+            delivered: (lagMs) => {
+              metrics.webhookDeliveries.inc({ outcome: 'delivered' });
+              metrics.webhookLagSeconds.observe(lagMs / 1000);
+            },
+            failed: () => metrics.webhookDeliveries.inc({ outcome: 'failed' }),
+            dead: () => metrics.webhookDeliveries.inc({ outcome: 'dead' }),
+          },
+        });
   const log: AppendLog = kafkaLog ?? storage.log!;
   // Redis is a cache: its failures never fail a request, but they are logged and counted.
   const cacheFailures = { count: 0 };
@@ -253,7 +289,16 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     onClaimFailed: (claim) => pending.settle(claim.userId, claimTransferId(claim.packetId, claim.seq)),
     ...(redis ? { cache: new RedisPacketCache(redis, onCacheError) } : {}),
   });
-  const metrics = createServiceMetrics({ engine, committer, consumer, log, cacheFailures, slots: cluster?.slots });
+  const metrics = createServiceMetrics({
+    engine,
+    committer,
+    consumer,
+    log,
+    cacheFailures,
+    slots: cluster?.slots,
+    openStreams: () => eventStreams.count,
+    retriesPending: () => storage.notifications.retriesPending(),
+  });
   // A per-user token bucket: in Redis (shared by every process) when there is one, with the
   // process's own bucket deciding whenever Redis does not answer.
   const perUserLimiter = (rate: OpenRate, redisKeyPrefix: string): RateLimiter => {
@@ -300,6 +345,9 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
   };
   const service = new Service({
     payments,
+    notifications: storage.notifications,
+    streams: eventStreams,
+    webhooksAllowPrivate,
     limits,
     clock,
     ledger,
@@ -393,6 +441,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
         if (options.payments !== undefined) jobs.push(every(PAYMENT_JOBS_INTERVAL_MS, settlePayments, onJobError));
         // Without a consumer here nothing tells this process that its claims were booked: ask.
         if (options.runConsumer === false) jobs.push(every(PENDING_CHECK_INTERVAL_MS, settleBookedPending, onJobError));
+        dispatcher?.start();
         jobs.push(every(ACTOR_IDLE_MS / 4, async () => void engine.evictIdle(ACTOR_IDLE_MS), onJobError));
       }
       service.serving = true;
@@ -402,6 +451,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
       stopped = true;
       wakeWaiter?.();
       await Promise.all(jobs.map((job) => job.stop()));
+      await dispatcher?.stop();
       await cluster?.stop();
       await consumer.stop();
       await kafkaLog?.close();

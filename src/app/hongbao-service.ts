@@ -20,6 +20,11 @@ import { decodeCursor, encodeCursor, recordsYearOf, type Cursor } from '../ledge
 import type { Fen } from '../money/money.js';
 import type { UserAdmission } from './admission.js';
 import type { ServiceMetrics } from './metrics.js';
+import type { EventStreams, StreamOpening } from './event-streams.js';
+import type { NotificationStorePort } from '../notify/store-port.js';
+import { newWebhookSecret } from '../notify/signature.js';
+import { webhookUrlProblem } from '../notify/webhook-url.js';
+import { NOTIFICATION_TYPES } from '../domain/notification.js';
 import { ProviderUnavailableError, viewOf, type PaymentDesk } from './payment-desk.js';
 import type {
   Admission,
@@ -27,6 +32,8 @@ import type {
   NotificationOutcome,
   PaymentReturnOutcome,
   PaymentView,
+  WebhookOutcome,
+  WebhookView,
   DepositOutcome,
   PacketRoute,
   GrabAnswer,
@@ -61,6 +68,11 @@ export interface ServiceParts {
   readonly placement: Placement;
   /** Orders, returns and notifications of the payment providers. */
   readonly payments: PaymentDesk;
+  /** The notification tables (webhooks, deliveries, streams) and the live streams. */
+  readonly notifications: NotificationStorePort;
+  readonly streams: EventStreams;
+  /** Whether a webhook may point at a private or loopback address (WEBHOOK_ALLOW_PRIVATE). */
+  readonly webhooksAllowPrivate: boolean;
 }
 
 /** This node's place in the cluster: the owner of each packet, and who is in it. */
@@ -291,6 +303,33 @@ export class Service implements HongbaoService {
 
   paymentNotification(provider: string, headers: (name: string) => string | undefined, body: string): Promise<NotificationOutcome> {
     return this.parts.payments.notification(provider, headers, body);
+  }
+
+  async registerWebhook(url: string, events: readonly string[] | null): Promise<WebhookOutcome> {
+    const problems: string[] = [];
+    const urlProblem = webhookUrlProblem(url, this.parts.webhooksAllowPrivate);
+    if (urlProblem !== null) problems.push(urlProblem);
+    if (events !== null) {
+      if (events.length === 0) problems.push('events, when given, must list at least one type');
+      const unknown = events.filter((type) => !(NOTIFICATION_TYPES as readonly string[]).includes(type));
+      if (unknown.length > 0) problems.push(`unknown event types: ${unknown.join(', ')} (known: ${NOTIFICATION_TYPES.join(', ')})`);
+      if (new Set(events).size !== events.length) problems.push('events must not repeat a type');
+    }
+    if (problems.length > 0) return { kind: 'invalid', problems };
+    const webhook = await this.parts.notifications.createWebhook({ id: `wh_${randomBytes(12).toString('base64url')}`, url, events, secret: newWebhookSecret() });
+    return { kind: 'created', webhook };
+  }
+
+  webhooks(): Promise<WebhookView[]> {
+    return this.parts.notifications.listWebhooks();
+  }
+
+  deleteWebhook(id: string): Promise<boolean> {
+    return this.parts.notifications.deleteWebhook(id);
+  }
+
+  openEventStream(userId: string, lastEventId: string | undefined): Promise<StreamOpening> {
+    return this.parts.streams.openStream(userId, lastEventId);
   }
 
   async settlePaymentsDue(): Promise<void> {

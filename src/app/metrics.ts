@@ -21,6 +21,10 @@ export interface MetricSources {
   readonly log: AppendLog;
   /** Redis commands that failed (the request went on without the cache). */
   readonly cacheFailures: { readonly count: number };
+  /** Live event streams served now. */
+  readonly openStreams?: () => number;
+  /** Webhook deliveries waiting for a retry (read from the database at scrape time). */
+  readonly retriesPending?: () => Promise<number>;
 }
 
 /** A counter whose count is kept by the part itself (a stats field): read at scrape time. */
@@ -112,6 +116,37 @@ export function createServiceMetrics(sources: MetricSources) {
       },
     });
   }
+  const webhookDeliveries = new Counter({
+    name: 'hongbao_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome: delivered (2xx), failed (retried later), dead (given up after the retry horizon)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const webhookLagSeconds = new Histogram({
+    name: 'hongbao_webhook_delivery_lag_seconds',
+    help: 'From the event (an open, a refund…) to its webhook delivered with a 2xx',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'hongbao_event_streams_open',
+    help: 'Live event streams (GET /v1/me/events) this process serves now',
+    registers: [registry],
+    collect() {
+      this.set(sources.openStreams?.() ?? 0);
+    },
+  });
+  if (sources.retriesPending !== undefined) {
+    const retriesPending = sources.retriesPending;
+    new Gauge({
+      name: 'hongbao_webhook_retries_pending',
+      help: 'Webhook deliveries waiting for a retry (attempted, not yet delivered)',
+      registers: [registry],
+      async collect() {
+        this.set(await retriesPending().catch(() => 0));
+      },
+    });
+  }
   const payments = new Counter({
     name: 'hongbao_payment_signals_total',
     help: 'Payment signals by source (return, notification, query) and what they changed (awaiting_funds, funded, cancelled, late_credit, none)',
@@ -129,7 +164,7 @@ export function createServiceMetrics(sources: MetricSources) {
     help: 'Held claims the second sweep credited (0 unless a claim was booked after its packet was funded)',
     registers: [registry],
   });
-  return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds, payments, paymentRefusals, resweptClaims };
+  return { registry, opens, openSeconds, sendSeconds, ledgerApplySeconds, payments, paymentRefusals, resweptClaims, webhookDeliveries, webhookLagSeconds };
 }
 
 export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;

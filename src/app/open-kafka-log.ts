@@ -11,14 +11,14 @@ export interface KafkaSettings {
 }
 
 /** One consumer group per topic: a group shared by consumers of different topics gets partitions assigned to members that never read them. */
-export async function openKafkaLog(settings: KafkaSettings, logger: Logger): Promise<KafkaLog> {
+export async function openKafkaLog(settings: KafkaSettings, logger: Logger, reader = 'ledger'): Promise<KafkaLog> {
   const { KafkaLog } = await import('../log/kafka-log.js');
   return KafkaLog.open({
     brokers: settings.brokers,
     topic: settings.topic,
     partitions: settings.partitions,
     clientId: settings.clientId ?? 'hongbao',
-    groupId: `${settings.topic}.ledger`,
+    groupId: `${settings.topic}.${reader}`,
     logger,
   });
 }

@@ -8,6 +8,7 @@ import type { Claim, Packet, PacketStatus } from '../domain/packet.js';
 import type { ResultPage } from '../domain/result-page.js';
 import type { SendRequest } from '../domain/validation.js';
 import type { ReceivedItem } from '../ledger/records.js';
+import type { StreamOpening } from './event-streams.js';
 import type { Fen } from '../money/money.js';
 
 /** A packet with the facts that change as it is opened. */
@@ -60,6 +61,19 @@ export type NotificationOutcome =
   | { kind: 'invalid'; reason: string }
   | { kind: 'not_found'; reason: string }
   | Busy;
+
+export interface WebhookView {
+  readonly id: string;
+  readonly url: string;
+  /** Null: every type. */
+  readonly events: readonly string[] | null;
+  readonly secret: string;
+  readonly createdAtMs: number;
+}
+
+export type WebhookOutcome = { kind: 'created'; webhook: WebhookView } | { kind: 'invalid'; problems: string[] };
+
+export type { EventStream, StreamOpening } from './event-streams.js';
 
 export type PageOutcome =
   | { kind: 'page'; view: PacketView; claims: readonly Claim[]; page: ResultPage }
@@ -175,4 +189,10 @@ export interface HongbaoService {
   paymentNotification(provider: string, headers: (name: string) => string | undefined, body: string): Promise<NotificationOutcome>;
   /** Runs the payment jobs once now: the timeout queries, then the second sweep (tests and operators). */
   settlePaymentsDue(): Promise<void>;
+  /** Webhooks (admin): register an endpoint (with its own new secret), list them, delete one. */
+  registerWebhook(url: string, events: readonly string[] | null): Promise<WebhookOutcome>;
+  webhooks(): Promise<WebhookView[]>;
+  deleteWebhook(id: string): Promise<boolean>;
+  /** A live stream of the caller's events, after `lastEventId` (or from now). */
+  openEventStream(userId: string, lastEventId: string | undefined): Promise<StreamOpening>;
 }

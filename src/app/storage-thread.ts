@@ -9,6 +9,7 @@ import type { SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { UnavailableError } from '../domain/errors.js';
 import type { LedgerPort } from '../ledger/ledger.js';
+import type { NotificationStorePort } from '../notify/store-port.js';
 import type { ConsumerPort } from '../ledger/ledger-consumer.js';
 import { compareOffsets, type EventLog, type LogPosition } from '../log/event-log.js';
 import type { KafkaSettings } from './open-kafka-log.js';
@@ -39,6 +40,8 @@ export interface StorageEvents {
   onApplied(claims: readonly AppliedClaim[], durationMs: number): void;
   /** The thread died: nothing more can be read or booked; the process must stop serving. */
   onLost(error: Error): void;
+  /** The notifier stored new events for these users (their live streams wake). */
+  onNotified?(users: readonly string[]): void;
 }
 
 /** The writing side of the table log, as the group committer, the engine and metrics use it. */
@@ -61,6 +64,8 @@ function startWorker(): Worker {
 export class StorageThread {
   readonly ledger: LedgerPort;
   readonly consumer: RemoteConsumer;
+  /** The notification tables (webhooks, deliveries, streams). */
+  readonly notifications: NotificationStorePort;
   /** The table log's writing side; undefined on Kafka (the process writes to Kafka itself). */
   readonly log: AppendLog | undefined;
   private closing = false;
@@ -91,6 +96,17 @@ export class StorageThread {
       reconcile: call('ledger.reconcile'),
       check: call('ledger.check'),
     };
+    this.notifications = {
+      createWebhook: call('notify.createWebhook'),
+      listWebhooks: call('notify.listWebhooks'),
+      deleteWebhook: call('notify.deleteWebhook'),
+      leaseDeliveries: call('notify.leaseDeliveries'),
+      completeDelivery: call('notify.completeDelivery'),
+      retriesPending: call('notify.retriesPending'),
+      eventsFor: call('notify.eventsFor'),
+      seqOfEvent: call('notify.seqOfEvent'),
+      lastSeqFor: call('notify.lastSeqFor'),
+    };
     this.consumer = new RemoteConsumer(rpc);
     const consumer = this.consumer;
     this.log =
@@ -116,6 +132,8 @@ export class StorageThread {
         const applied = payload as { claims: AppliedClaim[]; durationMs: number; stats: ConsumerStats };
         thread?.consumer.mirror(applied.stats);
         events.onApplied(applied.claims, applied.durationMs);
+      } else if (name === 'notified') {
+        events.onNotified?.((payload as { users: string[] }).users);
       } else if (name === 'stats') {
         thread?.consumer.mirror(payload as ConsumerStats);
       }

@@ -10,11 +10,13 @@ import { LedgerConsumer } from '../ledger/ledger-consumer.js';
 import type { EventLog } from '../log/event-log.js';
 import { TableLog } from '../log/table-log.js';
 import { openKafkaLog } from './open-kafka-log.js';
+import * as notifications from '../ledger/notifications.js';
+import { Notifier } from '../notify/notifier.js';
 import type { StorageSettings } from './storage-thread.js';
 import { serveRpc, type Port } from './thread-rpc.js';
 
 const port = parentPort as unknown as Port;
-let parts: { database: Database; log: EventLog; ledger: Ledger; consumer: LedgerConsumer } | undefined;
+let parts: { database: Database; log: EventLog; notifyLog: EventLog; ledger: Ledger; consumer: LedgerConsumer; notifier: Notifier } | undefined;
 const opened = () => {
   if (parts === undefined) throw new Error('the storage thread is not open yet');
   return parts;
@@ -45,7 +47,15 @@ const rpc = serveRpc(port, {
         // A conflicting duplicate is never dropped silently: recorded, counted, logged, reconciled.
         onConflict: (conflict) => logger.error({ conflict }, `ledger conflict: ${conflict.message}`),
       });
-      parts = { database, log, ledger: new Ledger(database, log), consumer };
+      // The notifier reads the same log with its own positions (on Kafka: its own consumer group).
+      const notifyLog = settings.kafka === undefined ? log : await openKafkaLog(settings.kafka, logger, 'notify');
+      const notifier = new Notifier(database.db, notifyLog, {
+        ledgerApplied: (positions, timeoutMs) => consumer.waitAppliedAll(positions, timeoutMs),
+        now: () => Date.now(),
+        onRecorded: (users, events) => rpc.emit('notified', { users, events }),
+        onError: (error) => logger.warn({ err: error }, 'notification batch failed; it will be retried'),
+      });
+      parts = { database, log, notifyLog, ledger: new Ledger(database, log), consumer, notifier };
       return { kind: database.kind, where: database.where, logName: log.name };
     } catch (error) {
       await database.close().catch(() => {});
@@ -73,9 +83,25 @@ const rpc = serveRpc(port, {
   'log.heads': () => opened().log.heads(),
   'consumer.start': async () => {
     await opened().consumer.start();
+    // Wherever the log is booked, it is also read for notifications.
+    await opened().notifier.start();
     return statsOf(opened().consumer);
   },
-  'consumer.stop': () => opened().consumer.stop(),
+  'consumer.stop': async () => {
+    await opened().notifier.stop();
+    await opened().consumer.stop();
+  },
+  'notify.createWebhook': (webhook: Parameters<typeof notifications.createWebhook>[1]) => notifications.createWebhook(opened().database.db, webhook),
+  'notify.listWebhooks': () => notifications.listWebhooks(opened().database.db),
+  'notify.deleteWebhook': (id: string) => notifications.deleteWebhook(opened().database.db, id),
+  'notify.leaseDeliveries': (nowMs: number, limit: number, perWebhookMax: number, leaseMs: number) =>
+    opened().database.db.transaction((tx) => notifications.leaseDeliveries(tx, nowMs, limit, perWebhookMax, leaseMs)),
+  'notify.completeDelivery': (...args: Parameters<typeof notifications.completeDelivery> extends [unknown, ...infer Rest] ? Rest : never) =>
+    notifications.completeDelivery(opened().database.db, ...args),
+  'notify.retriesPending': () => notifications.retriesPending(opened().database.db),
+  'notify.eventsFor': (userId: string, afterSeq: number, limit: number) => notifications.eventsFor(opened().database.db, userId, afterSeq, limit),
+  'notify.seqOfEvent': (userId: string, eventId: string) => notifications.seqOfEvent(opened().database.db, userId, eventId),
+  'notify.lastSeqFor': (userId: string) => notifications.lastSeqFor(opened().database.db, userId),
   'consumer.waitApplied': async (...args: Parameters<LedgerConsumer['waitApplied']>) => {
     await opened().consumer.waitApplied(...args);
     return statsOf(opened().consumer);
@@ -91,9 +117,11 @@ const rpc = serveRpc(port, {
   },
   async close() {
     if (parts === undefined) return;
-    const { consumer, log, database } = parts;
+    const { consumer, notifier, log, notifyLog, database } = parts;
     parts = undefined;
+    await notifier.stop();
     await consumer.stop();
+    if (notifyLog !== log) await notifyLog.close();
     await log.close();
     await database.close();
   },

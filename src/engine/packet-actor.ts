@@ -278,6 +278,7 @@ export class PacketActor {
       liveAtMs: packet.liveAtMs,
       expiresAtMs: packet.expiresAtMs,
       ...(change.kind === 'cancelled' ? { reason: change.reason } : {}),
+      claimsBefore: this.claimsInOrder.length,
       atMs: nowMs,
     };
     const phase = this.phase;

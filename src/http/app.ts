@@ -12,6 +12,7 @@ import { openApiDocument } from './openapi.js';
 import { renderCluster } from './render.js';
 import { packetRoutes } from './routes/packets.js';
 import { paymentNotifyRoutes } from './routes/payments.js';
+import { notificationRoutes } from './routes/notifications.js';
 import { recordRoutes } from './routes/records.js';
 import { walletRoutes } from './routes/wallet.js';
 
@@ -27,6 +28,8 @@ export interface AppOptions {
   readonly tokenTtlMaxSeconds: number;
   /** Bounds of the forwards to other nodes (forward.ts); tests shorten them. */
   readonly forwarding?: ForwardingOptions;
+  /** How often an idle event stream sends a keep-alive comment (tests shorten it). */
+  readonly eventStreamKeepAliveMs?: number;
 }
 
 /** How long a refused (429) request is held before its answer is sent. */
@@ -74,6 +77,7 @@ export function createApp(service: HongbaoService, options: AppOptions) {
   v1.use('/packets', bodyLimit);
   v1.use('/wallet/deposits', bodyLimit);
   v1.use('/packets/:id/payment/return', bodyLimit);
+  v1.use('/admin/webhooks', bodyLimit);
   v1.use('*', async (_c, next) => {
     if (!service.serving) throw new ApiError(503, 'unavailable', `${service.notServingReason}; retry shortly`, { retryAfterSeconds: 1 });
     await next();
@@ -116,6 +120,7 @@ export function createApp(service: HongbaoService, options: AppOptions) {
   v1.route('/', walletRoutes(service));
   v1.route('/', packetRoutes(service, forwarding));
   v1.route('/', recordRoutes(service));
+  v1.route('/', notificationRoutes(service, options.eventStreamKeepAliveMs === undefined ? {} : { keepAliveMs: options.eventStreamKeepAliveMs }));
   v1.post('/admin/reconcile', requireAdmin, async (c) => c.json(await service.reconcile()));
   v1.get('/admin/cluster', requireAdmin, async (c) => c.json(renderCluster(await service.cluster())));
   v1.all('*', () => {

@@ -389,7 +389,7 @@ export async function applyExpiries(tx: Tx, events: readonly ExpireEvent[]): Pro
   return posting.conflicts.map((conflict) => ({ ...conflict, packetId: packetOf.get(conflict.transferId) ?? null }));
 }
 
-async function storePositions(tx: Tx, log: string, positions: readonly LogPosition[]): Promise<void> {
+export async function storePositions(tx: Tx, log: string, positions: readonly LogPosition[]): Promise<void> {
   if (positions.length === 0) return;
   await tx.execute(sql`
     insert into log_positions (log, partition, next_offset)

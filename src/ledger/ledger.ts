@@ -10,6 +10,8 @@ import type { Fen } from '../money/money.js';
 import { isConnectionError, type Database } from './database.js';
 import { findIdempotent, runIdempotent, type IdempotentResult } from './idempotency.js';
 import { recordConflicts, type LedgerConflict } from './conflicts.js';
+import { recordNotifications } from './notifications.js';
+import { sentEvent } from '../domain/notification.js';
 import {
   bookedClaims,
   duePayments,
@@ -78,10 +80,13 @@ export class Ledger implements LedgerPort {
         async (tx): Promise<{ ok: true; value: SentPacket } | { ok: false; rejection: { balanceFen: Fen } }> => {
           if (order !== undefined) {
             await storeProviderPacket(tx, packet, order);
-            return { ok: true, value: { ...packet, order } };
+          } else {
+            const stored = await storeSentPacket(tx, packet);
+            if (!stored.ok) return { ok: false, rejection: { balanceFen: stored.balanceFen } };
           }
-          const stored = await storeSentPacket(tx, packet);
-          return stored.ok ? { ok: true, value: packet } : { ok: false, rejection: { balanceFen: stored.balanceFen } };
+          // packet.sent is written with the packet: the log holds no event for a send.
+          await recordNotifications(tx, [sentEvent(packet)], Date.now());
+          return { ok: true, value: order === undefined ? packet : { ...packet, order } };
         },
       ),
     );

@@ -123,6 +123,69 @@ export const paymentNonces = pgTable(
   (table) => [primaryKey({ columns: [table.provider, table.nonce] }), index('payment_nonces_seen_idx').on(table.seenAt)],
 );
 
+/**
+ * The notifications chat apps hear of (API.md, Notifications), in the order they were derived:
+ * `seq` orders them (per packet, and for a user's stream), `id` is deterministic from what
+ * happened, so deriving an event again (a replayed batch) inserts nothing.
+ */
+export const notificationEvents = pgTable(
+  'notification_events',
+  {
+    seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+    id: text('id').notNull().unique(),
+    type: text('type').notNull(),
+    packetId: text('packet_id'),
+    data: jsonb('data').notNull(),
+    createdAt: moment('created_at').notNull(),
+  },
+);
+
+/** Who an event concerns, for their live stream (GET /v1/me/events), in seq order. */
+export const notificationRecipients = pgTable(
+  'notification_recipients',
+  {
+    userId: text('user_id').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.userId, table.seq] })],
+);
+
+/** Registered webhook endpoints; `events` null means every type. */
+export const webhooks = pgTable('webhooks', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  events: jsonb('events').$type<string[] | null>(),
+  secret: text('secret').notNull(),
+  createdAt: moment('created_at').notNull().default(sql`now()`),
+});
+
+/**
+ * The durable delivery schedule: one row per (endpoint, event). `pending` until a 2xx
+ * (`delivered`) or past the retry horizon (`dead`); `leased_until` marks one in flight, so
+ * several processes share the work without sending one twice at once.
+ */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    webhookId: text('webhook_id').notNull(),
+    eventSeq: bigint('event_seq', { mode: 'number' }).notNull(),
+    packetId: text('packet_id'),
+    state: text('state').notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: moment('next_attempt_at').notNull(),
+    leasedUntil: moment('leased_until'),
+    lastStatus: integer('last_status'),
+    lastError: text('last_error'),
+    deliveredAt: moment('delivered_at'),
+    createdAt: moment('created_at').notNull(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.webhookId, table.eventSeq] }),
+    index('webhook_deliveries_due_idx').on(table.nextAttemptAt).where(sql`state = 'pending'`),
+    index('webhook_deliveries_packet_idx').on(table.webhookId, table.packetId, table.eventSeq).where(sql`state = 'pending'`),
+  ],
+);
+
 /** The embedded event log: append-only, read by the ledger consumer in seq order. */
 export const logEvents = pgTable('log_events', {
   seq: bigserial('seq', { mode: 'number' }).primaryKey(),

@@ -34,6 +34,8 @@ export interface PaymentEvent {
   readonly expiresAtMs: number;
   /** Why it was cancelled (cancelled only). */
   readonly reason?: 'payment_failed' | 'payment_timeout';
+  /** Claims decided before this change (funded: the held ones it credits). */
+  readonly claimsBefore?: number;
   readonly atMs: number;
 }
 
