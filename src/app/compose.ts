@@ -51,6 +51,8 @@ export const ACTOR_IDLE_MS = 60_000;
 export const PENDING_CHECK_INTERVAL_MS = 2_000;
 /** Pending credits asked about per check. */
 export const PENDING_CHECK_BATCH_MAX = 10_000;
+/** How often delivered webhook deliveries and old events past their keeping are deleted. */
+export const NOTIFICATIONS_PRUNE_INTERVAL_MS = 60_000;
 /** How often a process that waits for the engine lock tries to take it again. */
 export const ENGINE_LOCK_RETRY_MS = 2_000;
 
@@ -442,6 +444,7 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
         // Without a consumer here nothing tells this process that its claims were booked: ask.
         if (options.runConsumer === false) jobs.push(every(PENDING_CHECK_INTERVAL_MS, settleBookedPending, onJobError));
         dispatcher?.start();
+        jobs.push(every(NOTIFICATIONS_PRUNE_INTERVAL_MS, async () => void (await storage.notifications.pruneNotifications(clock.now())), onJobError));
         jobs.push(every(ACTOR_IDLE_MS / 4, async () => void engine.evictIdle(ACTOR_IDLE_MS), onJobError));
       }
       service.serving = true;

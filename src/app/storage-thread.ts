@@ -106,6 +106,7 @@ export class StorageThread {
       eventsFor: call('notify.eventsFor'),
       seqOfEvent: call('notify.seqOfEvent'),
       lastSeqFor: call('notify.lastSeqFor'),
+      pruneNotifications: call('notify.pruneNotifications'),
     };
     this.consumer = new RemoteConsumer(rpc);
     const consumer = this.consumer;

@@ -102,6 +102,7 @@ const rpc = serveRpc(port, {
   'notify.eventsFor': (userId: string, afterSeq: number, limit: number) => notifications.eventsFor(opened().database.db, userId, afterSeq, limit),
   'notify.seqOfEvent': (userId: string, eventId: string) => notifications.seqOfEvent(opened().database.db, userId, eventId),
   'notify.lastSeqFor': (userId: string) => notifications.lastSeqFor(opened().database.db, userId),
+  'notify.pruneNotifications': (nowMs: number) => notifications.pruneNotifications(opened().database.db, nowMs),
   'consumer.waitApplied': async (...args: Parameters<LedgerConsumer['waitApplied']>) => {
     await opened().consumer.waitApplied(...args);
     return statsOf(opened().consumer);

@@ -51,13 +51,24 @@ export async function recordNotifications(executor: Executor, events: readonly N
   return fresh.length;
 }
 
-/** The packets of a batch with every claim the ledger holds: what derivation reads. */
-export async function packetFacts(executor: Executor, packetIds: readonly string[]): Promise<Map<string, { packet: Packet; claims: Claim[] }>> {
-  const facts = new Map<string, { packet: Packet; claims: Claim[] }>();
+/**
+ * The packets of a batch, and the claims of those `needingClaims` picks (a whole packet's claims
+ * are read only when it finishes or is funded): what derivation reads.
+ */
+export async function packetFacts(
+  executor: Executor,
+  packetIds: readonly string[],
+  needingClaims: (countOf: (packetId: string) => number | undefined) => readonly string[],
+): Promise<Map<string, { packet: Packet; claimedCount: number; claims: Claim[] }>> {
+  const facts = new Map<string, { packet: Packet; claimedCount: number; claims: Claim[] }>();
   if (packetIds.length === 0) return facts;
   const ids = [...new Set(packetIds)];
-  for (const row of await executor.select().from(packets).where(inArray(packets.id, ids))) facts.set(row.id, { packet: packetFromRow(row), claims: [] });
-  for (const row of await executor.select().from(claims).where(inArray(claims.packetId, ids)).orderBy(asc(claims.packetId), asc(claims.seq))) {
+  for (const row of await executor.select().from(packets).where(inArray(packets.id, ids))) {
+    facts.set(row.id, { packet: packetFromRow(row), claimedCount: row.claimedCount, claims: [] });
+  }
+  const needed = needingClaims((packetId) => facts.get(packetId)?.packet.count);
+  if (needed.length === 0) return facts;
+  for (const row of await executor.select().from(claims).where(inArray(claims.packetId, [...needed])).orderBy(asc(claims.packetId), asc(claims.seq))) {
     facts.get(row.packetId)?.claims.push(claimFromRow(row));
   }
   return facts;
@@ -179,6 +190,34 @@ export async function completeDelivery(executor: Executor, webhookId: string, ev
       last_status = ${outcome.status}, last_error = ${outcome.error.slice(0, 500)},
       next_attempt_at = ${at(outcome.kind === 'retry' ? outcome.nextAttemptAtMs : nowMs)}::timestamptz
     where webhook_id = ${webhookId} and event_seq = ${eventSeq} and state = 'pending'`);
+}
+
+/** Delivered (or given-up) deliveries are kept this long for operators, then deleted. */
+export const DELIVERIES_KEPT_MS = 7 * 24 * 3600_000;
+/** Events are kept this long for streams to resume from (a Last-Event-ID older than this is unknown). */
+export const EVENTS_KEPT_MS = 30 * 24 * 3600_000;
+
+/** Deletes what is past keeping, in bounded steps; returns how many rows went. */
+export async function pruneNotifications(executor: Executor, nowMs: number, limit = 10_000): Promise<number> {
+  const deliveries = await rowsOf<{ n: string | number }>(
+    executor,
+    sql`with gone as (
+          delete from webhook_deliveries where ctid in (
+            select ctid from webhook_deliveries where state <> 'pending' and created_at < ${at(nowMs - DELIVERIES_KEPT_MS)}::timestamptz limit ${limit})
+          returning 1)
+        select count(*) as n from gone`,
+  );
+  const events = await rowsOf<{ n: string | number }>(
+    executor,
+    sql`with old as (
+          select seq from notification_events e where e.created_at < ${at(nowMs - EVENTS_KEPT_MS)}::timestamptz
+            and not exists (select 1 from webhook_deliveries d where d.event_seq = e.seq and d.state = 'pending')
+          limit ${limit}),
+        recipients as (delete from notification_recipients where seq in (select seq from old) returning 1),
+        gone as (delete from notification_events where seq in (select seq from old) returning 1)
+        select (select count(*) from gone) + (select count(*) from recipients) as n`,
+  );
+  return Number(deliveries[0]?.n ?? 0) + Number(events[0]?.n ?? 0);
 }
 
 /** Deliveries waiting for a retry (attempted at least once, not yet delivered). */

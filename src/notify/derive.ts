@@ -9,8 +9,20 @@ import { formatFen } from '../money/money.js';
 
 export interface PacketFacts {
   readonly packet: Packet;
-  /** Every claim the ledger holds for it, in seq order. */
+  /** Claims the ledger holds for it now. */
+  readonly claimedCount: number;
+  /** Every claim the ledger holds for it, in seq order: read only for a packet that finishes or is funded in the batch. */
   readonly claims: readonly Claim[];
+}
+
+/** The packets of a batch whose events need their claims (best luck, time to empty, the held claims a funding credits). */
+export function packetsNeedingClaims(events: readonly PacketEvent[], countOf: (packetId: string) => number | undefined): string[] {
+  const needing = new Set<string>();
+  for (const event of events) {
+    if (event.kind === 'payment' && event.change === 'funded') needing.add(event.packetId);
+    if (event.kind === 'claim' && event.held !== true && event.seq === countOf(event.packetId)) needing.add(event.packetId);
+  }
+  return [...needing];
 }
 
 const credited = (packet: Packet, claim: Claim, atMs: number): NotificationEvent => ({
@@ -73,7 +85,7 @@ export function deriveNotifications(events: readonly PacketEvent[], factsOf: (pa
           packetId: packet.id,
           recipients: [packet.senderId],
           createdAtMs: event.atMs,
-          data: { ...base, refund: formatFen(event.refundFen), claimedCount: facts.claims.length },
+          data: { ...base, refund: formatFen(event.refundFen), claimedCount: facts.claimedCount },
         });
         break;
       case 'payment':

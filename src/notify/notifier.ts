@@ -9,7 +9,7 @@ import { storePositions } from '../ledger/ledger-consumer.js';
 import { packetFacts, recordNotifications } from '../ledger/notifications.js';
 import { logPositions } from '../ledger/schema.js';
 import type { EventLog, LogBatch, LogPosition, Subscription } from '../log/event-log.js';
-import { deriveNotifications } from './derive.js';
+import { deriveNotifications, packetsNeedingClaims } from './derive.js';
 
 /** How long a batch waits for the ledger to apply it before it is read again. */
 const LEDGER_WAIT_MS = 30_000;
@@ -54,7 +54,7 @@ export class Notifier {
   private async handle(batch: LogBatch): Promise<void> {
     try {
       await this.options.ledgerApplied(batch.positions, LEDGER_WAIT_MS);
-      const facts = await packetFacts(this.db, batch.events.map((event) => event.packetId));
+      const facts = await packetFacts(this.db, batch.events.map((event) => event.packetId), (countOf) => packetsNeedingClaims(batch.events, countOf));
       const events = deriveNotifications(batch.events, (packetId) => facts.get(packetId));
       const recorded = await this.db.transaction(async (tx) => {
         const fresh = await recordNotifications(tx, events, this.options.now());

@@ -12,4 +12,5 @@ export interface NotificationStorePort {
   eventsFor(userId: string, afterSeq: number, limit: number): Promise<StreamedEvent[]>;
   seqOfEvent(userId: string, eventId: string): Promise<number | null>;
   lastSeqFor(userId: string): Promise<number>;
+  pruneNotifications(nowMs: number): Promise<number>;
 }
