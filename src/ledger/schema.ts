@@ -181,7 +181,7 @@ export const webhookDeliveries = pgTable(
   },
   (table) => [
     primaryKey({ columns: [table.webhookId, table.eventSeq] }),
-    index('webhook_deliveries_due_idx').on(table.nextAttemptAt).where(sql`state = 'pending'`),
+    index('webhook_deliveries_pending_idx').on(table.webhookId, table.eventSeq).where(sql`state = 'pending'`),
     index('webhook_deliveries_packet_idx').on(table.webhookId, table.packetId, table.eventSeq).where(sql`state = 'pending'`),
   ],
 );
