@@ -18,6 +18,8 @@ export interface Receiver {
   answer(status: number): void;
   /** Holds every answer this long (a slow receiver). */
   delay(ms: number): void;
+  /** The most requests it was answering at once. */
+  readonly maxInFlight: number;
   close(): Promise<void>;
 }
 
@@ -25,6 +27,8 @@ export async function startReceiver(path = '/hooks'): Promise<Receiver> {
   const received: Received[] = [];
   let status = 200;
   let delayMs = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
   const read = (request: IncomingMessage) =>
     new Promise<string>((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -33,8 +37,11 @@ export async function startReceiver(path = '/hooks'): Promise<Receiver> {
       request.on('error', reject);
     });
   const server: Server = createServer(async (request, response) => {
+    inFlight += 1;
+    maxInFlight = Math.max(maxInFlight, inFlight);
     const body = await read(request);
     if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    inFlight -= 1;
     const answered = status;
     received.push({ signature: request.headers['hongbao-signature'] as string | undefined, body, event: JSON.parse(body), atMs: Date.now(), answered });
     response.writeHead(answered, { 'content-type': 'text/plain' }).end(answered < 300 ? 'ok' : 'no');
@@ -45,6 +52,9 @@ export async function startReceiver(path = '/hooks'): Promise<Receiver> {
     received,
     answer: (next) => (status = next),
     delay: (ms) => (delayMs = ms),
+    get maxInFlight() {
+      return maxInFlight;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
