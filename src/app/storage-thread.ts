@@ -101,7 +101,7 @@ export class StorageThread {
       listWebhooks: call('notify.listWebhooks'),
       deleteWebhook: call('notify.deleteWebhook'),
       leaseDeliveries: call('notify.leaseDeliveries'),
-      completeDelivery: call('notify.completeDelivery'),
+      completeDeliveries: call('notify.completeDeliveries'),
       retriesPending: call('notify.retriesPending'),
       eventsFor: call('notify.eventsFor'),
       seqOfEvent: call('notify.seqOfEvent'),

@@ -96,8 +96,8 @@ const rpc = serveRpc(port, {
   'notify.deleteWebhook': (id: string) => notifications.deleteWebhook(opened().database.db, id),
   'notify.leaseDeliveries': (nowMs: number, limit: number, perWebhookMax: number, leaseMs: number) =>
     opened().database.db.transaction((tx) => notifications.leaseDeliveries(tx, nowMs, limit, perWebhookMax, leaseMs)),
-  'notify.completeDelivery': (...args: Parameters<typeof notifications.completeDelivery> extends [unknown, ...infer Rest] ? Rest : never) =>
-    notifications.completeDelivery(opened().database.db, ...args),
+  'notify.completeDeliveries': (completed: Parameters<typeof notifications.completeDeliveries>[1], nowMs: number) =>
+    notifications.completeDeliveries(opened().database.db, completed, nowMs),
   'notify.retriesPending': () => notifications.retriesPending(opened().database.db),
   'notify.eventsFor': (userId: string, afterSeq: number, limit: number) => notifications.eventsFor(opened().database.db, userId, afterSeq, limit),
   'notify.seqOfEvent': (userId: string, eventId: string) => notifications.seqOfEvent(opened().database.db, userId, eventId),

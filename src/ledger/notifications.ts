@@ -181,19 +181,28 @@ export type DeliveryOutcome =
   | { readonly kind: 'retry'; readonly status: number | null; readonly error: string; readonly nextAttemptAtMs: number }
   | { readonly kind: 'dead'; readonly status: number | null; readonly error: string };
 
-export async function completeDelivery(executor: Executor, webhookId: string, eventSeq: number, outcome: DeliveryOutcome, nowMs: number): Promise<void> {
-  if (outcome.kind === 'delivered') {
-    await executor.execute(sql`
-      update webhook_deliveries set state = 'delivered', attempts = attempts + 1, leased_until = null, last_status = ${outcome.status},
-        last_error = null, delivered_at = ${at(nowMs)}::timestamptz
-      where webhook_id = ${webhookId} and event_seq = ${eventSeq} and state = 'pending'`);
-    return;
-  }
+export interface CompletedDelivery {
+  readonly webhookId: string;
+  readonly eventSeq: number;
+  readonly outcome: DeliveryOutcome;
+}
+
+/** Records the outcomes of many attempts in one statement (the dispatcher gathers them for a moment). */
+export async function completeDeliveries(executor: Executor, completed: readonly CompletedDelivery[], nowMs: number): Promise<void> {
+  if (completed.length === 0) return;
+  const state = (outcome: DeliveryOutcome) => (outcome.kind === 'delivered' ? 'delivered' : outcome.kind === 'dead' ? 'dead' : 'pending');
   await executor.execute(sql`
-    update webhook_deliveries set state = ${outcome.kind === 'dead' ? 'dead' : 'pending'}, attempts = attempts + 1, leased_until = null,
-      last_status = ${outcome.status}, last_error = ${outcome.error.slice(0, 500)},
-      next_attempt_at = ${at(outcome.kind === 'retry' ? outcome.nextAttemptAtMs : nowMs)}::timestamptz
-    where webhook_id = ${webhookId} and event_seq = ${eventSeq} and state = 'pending'`);
+    update webhook_deliveries d set
+      state = input.state, attempts = d.attempts + 1, leased_until = null, last_status = input.status, last_error = input.error,
+      next_attempt_at = input.next_at, delivered_at = case when input.state = 'delivered' then ${at(nowMs)}::timestamptz else null end
+    from unnest(${sql.param(completed.map((entry) => entry.webhookId))}::text[],
+                ${sql.param(completed.map((entry) => entry.eventSeq))}::bigint[],
+                ${sql.param(completed.map((entry) => state(entry.outcome)))}::text[],
+                ${sql.param(completed.map((entry) => entry.outcome.status))}::int[],
+                ${sql.param(completed.map((entry) => (entry.outcome.kind === 'delivered' ? null : entry.outcome.error.slice(0, 500))))}::text[],
+                ${sql.param(completed.map((entry) => at(entry.outcome.kind === 'retry' ? entry.outcome.nextAttemptAtMs : nowMs)))}::timestamptz[])
+         as input(webhook_id, event_seq, state, status, error, next_at)
+    where d.webhook_id = input.webhook_id and d.event_seq = input.event_seq and d.state = 'pending'`);
 }
 
 /** Delivered (or given-up) deliveries are kept this long for operators, then deleted. */

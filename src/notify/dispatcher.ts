@@ -7,14 +7,17 @@
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import type { Clock } from '../engine/clock.js';
-import type { DeliveryOutcome, LeasedDelivery } from '../ledger/notifications.js';
+import type { CompletedDelivery, DeliveryOutcome, LeasedDelivery } from '../ledger/notifications.js';
 import { SIGNATURE_HEADER, signWebhook } from './signature.js';
 import type { NotificationStorePort } from './store-port.js';
 import { publicOnlyLookup } from './webhook-url.js';
 
 export const DELIVERY_TIMEOUT_MS = 5_000;
-/** Deliveries in flight to one endpoint, over every process. */
-export const IN_FLIGHT_PER_WEBHOOK_MAX = 8;
+/** Deliveries in flight to one endpoint, over every process (one packet's go one at a time, in order). */
+export const IN_FLIGHT_PER_WEBHOOK_MAX = 64;
+/** Outcomes are recorded together: at most this many, at most this long after the first. */
+const COMPLETIONS_BATCH_MAX = 256;
+const COMPLETIONS_GATHER_MS = 10;
 /** Deliveries in flight from this process. */
 export const IN_FLIGHT_MAX = 256;
 /** How long a leased delivery is this process's before another may take it (a crash mid-attempt). */
@@ -58,6 +61,9 @@ export class Dispatcher {
   private readonly attempts = new Set<Promise<void>>();
   private wake: (() => void) | undefined;
   private readonly agent: Agent;
+  private completions: CompletedDelivery[] = [];
+  private completionTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: DispatcherOptions) {
     this.agent = new Agent({
@@ -85,6 +91,7 @@ export class Dispatcher {
     await this.loop;
     // Attempts in flight end within their timeout; their leases expire if the process dies first.
     await Promise.allSettled([...this.attempts]);
+    await this.flush();
     await this.agent.close();
   }
 
@@ -152,12 +159,27 @@ export class Dispatcher {
     else if (outcome.kind === 'dead') this.options.metrics?.dead();
     else this.options.metrics?.failed();
     if (outcome.kind === 'dead') this.options.logger.error({ webhookId: delivery.webhookId, eventId: delivery.event.id, error: outcome.error }, 'webhook delivery given up after the retry horizon');
-    try {
-      await this.options.store.completeDelivery(delivery.webhookId, delivery.eventSeq, outcome, nowMs);
-    } catch (error) {
-      // Still leased: it is attempted again when the lease runs out (at least once, not at most).
-      this.options.logger.warn({ err: error, webhookId: delivery.webhookId, eventSeq: delivery.eventSeq }, 'recording a webhook delivery failed');
-    }
+    this.completions.push({ webhookId: delivery.webhookId, eventSeq: delivery.eventSeq, outcome });
+    if (this.completions.length >= COMPLETIONS_BATCH_MAX) void this.flush();
+    else this.completionTimer ??= setTimeout(() => void this.flush(), COMPLETIONS_GATHER_MS);
+  }
+
+  /** Records the gathered outcomes; one that is not recorded stays leased and is attempted again when its lease ends. */
+  private flush(): Promise<void> {
+    if (this.completionTimer !== undefined) clearTimeout(this.completionTimer);
+    this.completionTimer = undefined;
+    const batch = this.completions;
+    this.completions = [];
+    if (batch.length === 0) return this.flushing;
+    this.flushing = this.flushing.then(async () => {
+      try {
+        await this.options.store.completeDeliveries(batch, this.options.clock.now());
+      } catch (error) {
+        this.options.logger.warn({ err: error, deliveries: batch.length }, 'recording webhook deliveries failed; they are attempted again when their lease ends');
+      }
+      this.wake?.();
+    });
+    return this.flushing;
   }
 
   private failure(delivery: LeasedDelivery, status: number | null, error: string): DeliveryOutcome {

@@ -30,7 +30,7 @@ describe('webhook fairness', () => {
     }
     await api.fund('fair-s', '100.00');
     const packets = [];
-    // Ten packets: deliveries of one packet go one at a time (in order), so ten can fill the bound.
+    // Ten packets: deliveries of one packet go one at a time (in order), so ten are in flight at most.
     for (let index = 0; index < 10; index += 1) packets.push(await api.sendOk('fair-s', { type: 'group_fixed', targetId: 'g', count: 4, amount: '1.00' }));
     const startedMs = Date.now();
     const opens = packets.flatMap((packet) => Array.from({ length: 4 }, (_, index) => api.openOk(packet.id, `fair-u${index}`)));
@@ -42,6 +42,6 @@ describe('webhook fairness', () => {
     expect(Date.now() - startedMs).toBeLessThan(8_000);
     expect(slow.received.length).toBeLessThan(40);
     // The slow one was sent as many at once as its bound allows, and never more; one packet's one at a time.
-    expect(slow.maxInFlight).toBe(IN_FLIGHT_PER_WEBHOOK_MAX);
+    expect(slow.maxInFlight).toBe(Math.min(IN_FLIGHT_PER_WEBHOOK_MAX, packets.length));
   });
 });
