@@ -112,10 +112,10 @@ export class Dispatcher {
       }
       for (const delivery of leased) {
         this.inFlight += 1;
+        // Its room frees once its outcome is recorded (the flush wakes the loop): a lease before then would find it still taken.
         const attempt = this.attempt(delivery).finally(() => {
           this.inFlight -= 1;
           this.attempts.delete(attempt);
-          this.wake?.();
         });
         this.attempts.add(attempt);
       }
