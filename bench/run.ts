@@ -1,5 +1,5 @@
-// npm run bench [-- --quick | --only-claims]: runs every scenario, each in its own process (load generators
-// apart from the servers they load), and writes bench/RESULTS.md and bench/claims-per-second.svg.
+// npm run bench [-- --quick | --only-claims | --only-notifications]: runs every scenario, each in its own process
+// (load generators apart from the servers they load), and writes bench/RESULTS.md and bench/claims-per-second.svg.
 // Needs the services up (scripts/services.sh up) for Kafka, the Postgres server and Redis.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { renderChart } from './chart.js';
 import { claimsBlock, spliceClaimsBlock, type ClaimsBaseline } from './report-claims.js';
 import { renderReport, type Results } from './report.js';
+import { NOTIFICATIONS_COMMAND } from './report-notifications.js';
+import { readResults, resultsPath, runNotifications, writeNotifications } from './run-notifications.js';
 import { machine, quick } from './support.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -47,7 +49,14 @@ const out = (name: string) => fileURLToPath(new URL(name, import.meta.url));
 // The headline; each mode ends with a profiled pass that is not measured.
 const runClaims = () => [runScenario('claims end to end (services)', ['bench/scenarios/claims.ts', '--services', '--profile']), runScenario('claims end to end (embedded)', ['bench/scenarios/claims.ts', '--profile'])];
 
-if (process.argv.includes('--only-claims')) {
+if (process.argv.includes('--only-notifications')) {
+  // `npm run bench -- --only-notifications`: webhooks at 5,000 opens/s offered (bench/scenarios/notifications.ts),
+  // services then embedded, ~3–5 minutes; written in place of its own section, the others keep theirs.
+  const run = runNotifications(`${NOTIFICATIONS_COMMAND}${quick ? ' --quick' : ''}`, quick);
+  writeFileSync(resultsPath, writeNotifications(run, readResults()));
+  process.stderr.write('[bench] wrote the notifications section of bench/RESULTS.md and bench/notifications-results.json\n');
+  if (run.outcomes.some((outcome) => !outcome.ok)) process.exitCode = 1;
+} else if (process.argv.includes('--only-claims')) {
   // `npm run bench -- --only-claims`: the end-to-end section alone (~10 minutes instead of the whole
   // bench), written in place of the one RESULTS.md holds; the other sections keep their own run.
   const claims = runClaims();
@@ -76,9 +85,11 @@ if (process.argv.includes('--only-claims')) {
     failover: runScenario('failover (kill -9 of a node)', ['bench/scenarios/failover.ts']),
     designs: Object.fromEntries(designs.map((design) => [design, runDesign(design, workloadArgs)])),
   };
+  // Last: a failed mode is reported in its section, not a reason to lose the others.
+  const notifications = runNotifications(results.command, quick);
   // The raw figures too, so the report can be read (and re-rendered) without running again.
-  writeFileSync(out('results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(out('RESULTS.md'), renderReport(results));
+  writeFileSync(out('results.json'), `${JSON.stringify({ ...results, notifications }, null, 2)}\n`);
+  writeFileSync(out('RESULTS.md'), writeNotifications(notifications, renderReport(results)));
   writeFileSync(out('claims-per-second.svg'), renderChart(results));
   process.stderr.write('[bench] wrote bench/RESULTS.md and bench/claims-per-second.svg\n');
 }
