@@ -37,5 +37,4 @@ CREATE TABLE "webhooks" (
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
-CREATE INDEX "webhook_deliveries_pending_idx" ON "webhook_deliveries" USING btree ("webhook_id","event_seq") WHERE state = 'pending';--> statement-breakpoint
 CREATE INDEX "webhook_deliveries_packet_idx" ON "webhook_deliveries" USING btree ("webhook_id","packet_id","event_seq") WHERE state = 'pending';

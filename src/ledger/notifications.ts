@@ -128,31 +128,32 @@ export async function leaseDeliveries(executor: Executor, nowMs: number, limit: 
     id: string; type: string; data: unknown; event_ms: string | number;
   }>(
     executor,
-    // Per endpoint, up to its room (the bound less what is leased now, by any process): an endpoint
-    // with a long backlog never takes the places of the others.
+    // Only the head of each (endpoint, packet) queue may go (order per packet); per endpoint at most
+    // its room (the bound less what is leased now, by any process), so an endpoint with a long
+    // backlog never takes the places of the others. The update re-checks the lease under the row
+    // lock: two processes leasing at once never take the same delivery.
     sql`with busy as (
           select webhook_id, count(*) as leased from webhook_deliveries
           where state = 'pending' and leased_until > ${at(nowMs)}::timestamptz group by webhook_id
         ),
-        pick as (
-          select due.webhook_id, due.event_seq from webhooks w
-          left join busy on busy.webhook_id = w.id
-          cross join lateral (
-            select d.webhook_id, d.event_seq from webhook_deliveries d
-            where d.webhook_id = w.id and d.state = 'pending' and d.next_attempt_at <= ${at(nowMs)}::timestamptz
-              and (d.leased_until is null or d.leased_until <= ${at(nowMs)}::timestamptz)
-              and not exists (select 1 from webhook_deliveries e where e.webhook_id = d.webhook_id and e.packet_id = d.packet_id
-                                and e.state = 'pending' and e.event_seq < d.event_seq)
-            order by d.event_seq
-            limit greatest(0, ${perWebhookMax} - coalesce(busy.leased, 0))
-            for update of d skip locked
-          ) due
-          order by due.event_seq limit ${limit}
+        heads as (
+          select distinct on (d.webhook_id, d.packet_id) d.webhook_id, d.event_seq, d.next_attempt_at, d.leased_until
+          from webhook_deliveries d where d.state = 'pending'
+          order by d.webhook_id, d.packet_id, d.event_seq
         ),
+        ready as (
+          select heads.webhook_id, heads.event_seq,
+                 row_number() over (partition by heads.webhook_id order by heads.event_seq) + coalesce(busy.leased, 0) as place
+          from heads left join busy on busy.webhook_id = heads.webhook_id
+          where heads.next_attempt_at <= ${at(nowMs)}::timestamptz
+            and (heads.leased_until is null or heads.leased_until <= ${at(nowMs)}::timestamptz)
+        ),
+        pick as (select webhook_id, event_seq from ready where place <= ${perWebhookMax} order by event_seq limit ${limit}),
         taken as (
           update webhook_deliveries d set leased_until = ${at(nowMs + leaseMs)}::timestamptz
           from pick
-          where d.webhook_id = pick.webhook_id and d.event_seq = pick.event_seq
+          where d.webhook_id = pick.webhook_id and d.event_seq = pick.event_seq and d.state = 'pending'
+            and (d.leased_until is null or d.leased_until <= ${at(nowMs)}::timestamptz)
           returning d.webhook_id, d.event_seq, d.attempts, d.created_at
         )
         select t.webhook_id, w.url, w.secret, t.event_seq, t.attempts, (extract(epoch from t.created_at) * 1000)::bigint as first_ms,

@@ -181,7 +181,7 @@ export const webhookDeliveries = pgTable(
   },
   (table) => [
     primaryKey({ columns: [table.webhookId, table.eventSeq] }),
-    index('webhook_deliveries_pending_idx').on(table.webhookId, table.eventSeq).where(sql`state = 'pending'`),
+    // The head of each (endpoint, packet) queue, read in index order (leasing, notifications.ts).
     index('webhook_deliveries_packet_idx').on(table.webhookId, table.packetId, table.eventSeq).where(sql`state = 'pending'`),
   ],
 );
