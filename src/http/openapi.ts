@@ -27,9 +27,17 @@ import {
   paymentReturnResponse,
   sentRecordsResponse,
   walletResponse,
+  eventStreamResponse,
+  notificationDataSummary,
+  notificationEventSchemas,
+  webhookCreatedResponse,
+  webhookDeletedResponse,
+  webhookListResponse,
 } from './schemas.js';
 import { depositBodySchema, idempotencyKeySchema, paymentReturnBodySchema, recordsQuerySchema, sendBodySchema } from './validation.js';
 import { PAY_WITH } from '../domain/packet.js';
+import { NOTIFICATION_TYPES } from '../domain/notification.js';
+import { EVENT_ID_LENGTH_MAX, KEEP_ALIVE_MS, webhookBodySchema } from './routes/notifications.js';
 
 export interface OpenApiOptions {
   readonly limits: Limits;
@@ -48,7 +56,7 @@ export interface OperationResponse {
 
 /** One route: what it takes and every response it gives, as zod schemas. */
 export interface Operation {
-  readonly method: 'get' | 'post';
+  readonly method: 'get' | 'post' | 'delete';
   /** OpenAPI path template: `/v1/packets/{id}` for hono's `/v1/packets/:id`. */
   readonly path: string;
   readonly summary: string;
@@ -58,6 +66,10 @@ export interface Operation {
   readonly packetId?: boolean;
   /** A `{provider}` path parameter (the payment provider's name). */
   readonly providerParameter?: boolean;
+  /** An `{id}` path parameter naming a webhook. */
+  readonly webhookId?: boolean;
+  /** Request headers it reads (besides Authorization and Idempotency-Key). */
+  readonly headers?: readonly { readonly name: string; readonly description: string; readonly schema: z.ZodType; readonly required?: boolean }[];
   readonly idempotencyKey?: boolean;
   readonly body?: z.ZodType;
   readonly query?: z.ZodObject;
@@ -65,6 +77,25 @@ export interface Operation {
 }
 
 const PACKET_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+
+/**
+ * The numbers of the notification parts this document states. They live in src/app and
+ * src/notify, which http/ may not import: openapi-document.test.ts holds these equal to them.
+ */
+export const NOTIFICATION_NUMBERS = {
+  /** app/event-streams.ts STREAMS_PER_USER_MAX, STREAMS_MAX, STREAM_POLL_MS */
+  streamsPerUserMax: 5,
+  streamsMax: 10_000,
+  streamPollMs: 1_000,
+  /** notify/dispatcher.ts */
+  deliveryTimeoutMs: 5_000,
+  inFlightPerWebhookMax: 8,
+  inFlightMax: 256,
+  firstRetryMs: 1_000,
+  retryGapMaxMs: 3_600_000,
+  retryHorizonMs: 25 * 3_600_000,
+} as const;
+
 type ErrorStatus = keyof typeof ERROR_CODE_OF_STATUS;
 
 function errors(statuses: ErrorStatus[], notes: Partial<Record<ErrorCode, string>> = {}) {
@@ -85,8 +116,14 @@ export function apiOperations(options: OpenApiOptions): Operation[] {
       : `every other authenticated route shares one request bucket per user, a burst of ${requestLimits.burst}, then ${requestLimits.perSecond} per second (REQUESTS_BURST, REQUESTS_PER_SECOND); at most ${requestLimits.inFlightMax} requests of one user in progress at once (REQUESTS_IN_FLIGHT_MAX), past it 429 at once`;
   const rateNote = `opens are limited per user to a burst of ${openRate.burst}, then ${openRate.perSecond} per second (OPEN_BURST, OPENS_PER_SECOND); ${requestNote}`;
   const bodyNote = `the body is larger than ${bodyBytesMax} bytes (BODY_BYTES_MAX)`;
-  const v1Errors = (extra: ErrorStatus[] = []) =>
-    errors(([400, 401, 403, 404, 429, 500, 503] as ErrorStatus[]).concat(extra).sort((a, b) => a - b), { rate_limited: rateNote, payload_too_large: bodyNote });
+  const v1Errors = (extra: ErrorStatus[] = [], notes: Partial<Record<ErrorCode, string>> = {}) =>
+    errors(([400, 401, 403, 404, 429, 500, 503] as ErrorStatus[]).concat(extra).sort((a, b) => a - b), { rate_limited: rateNote, payload_too_large: bodyNote, ...notes });
+  const n = NOTIFICATION_NUMBERS;
+  const lastEventId = z
+    .string()
+    .min(1)
+    .max(EVENT_ID_LENGTH_MAX)
+    .describe('the id of the last event the client saw: the stream resumes after it, with no gap (EventSource sends it on a reconnect by itself)');
   return [
     {
       method: 'post',
@@ -205,6 +242,62 @@ export function apiOperations(options: OpenApiOptions): Operation[] {
       responses: { '200': { description: 'the cluster as this node sees it', schema: clusterResponse }, ...v1Errors() },
     },
     {
+      method: 'post',
+      path: '/v1/admin/webhooks',
+      summary: 'Register a webhook (admin)',
+      description:
+        'Each event (of the types asked for, or every type) is POSTed to url as JSON {id, type, createdAt, data} (see `webhooks` of this document) with ' +
+        'Hongbao-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with this webhook’s secret>. Delivered at least once, in order per packet, ' +
+        `a 2xx counting as delivered; anything else, or no answer within ${n.deliveryTimeoutMs / 1000} s, is retried with exponential backoff and jitter ` +
+        `(${n.firstRetryMs / 1000} s doubling, gaps capped at ${n.retryGapMaxMs / 3_600_000} h) for ${n.retryHorizonMs / 3_600_000} h. At most ${n.inFlightPerWebhookMax} deliveries ` +
+        'in flight to one webhook. Only events that happen after it is registered are delivered to it. http and https only; unless WEBHOOK_ALLOW_PRIVATE (default: ' +
+        'true, but false when NODE_ENV=production), a URL whose host is loopback, private or link-local is refused (400), and every delivery refuses to connect to such an address after DNS.',
+      access: 'admin',
+      body: webhookBodySchema,
+      responses: {
+        '201': { description: 'registered', schema: webhookCreatedResponse },
+        ...v1Errors([413], { invalid_request: 'not JSON, a URL that is not http/https, has credentials, is longer than 2048 characters or (WEBHOOK_ALLOW_PRIVATE=false) not public, an unknown or repeated event type, or an empty events list; details lists the problems' }),
+      },
+    },
+    {
+      method: 'get',
+      path: '/v1/admin/webhooks',
+      summary: 'The registered webhooks (admin)',
+      access: 'admin',
+      responses: { '200': { description: 'every webhook, without its secret', schema: webhookListResponse }, ...v1Errors() },
+    },
+    {
+      method: 'delete',
+      path: '/v1/admin/webhooks/{id}',
+      summary: 'Delete a webhook (admin)',
+      description: 'Nothing more is delivered to it: its pending deliveries are dropped (an attempt already in flight may still arrive).',
+      access: 'admin',
+      webhookId: true,
+      responses: { '200': { description: 'deleted', schema: webhookDeletedResponse }, ...v1Errors([], { not_found: 'no such webhook (also when it was deleted already)' }) },
+    },
+    {
+      method: 'get',
+      path: '/v1/me/events',
+      summary: 'My live event stream (Server-Sent Events)',
+      description:
+        'The events that concern the caller, each with its id. As a packet’s sender: packet.sent, packet.live, packet.opened, packet.finished, packet.expired, ' +
+        'packet.cancelled, and wallet.credited with reason late_credit; as an opener: wallet.credited (reason claim) for each share credited to them. ' +
+        'Without Last-Event-ID the stream starts from now (nothing older is sent); with it, every event after that one comes first, oldest first, with no gap and ' +
+        'no repeat. Each frame\'s data is the JSON body a webhook gets (see `webhooks` of this document); the data fields of each type: ' +
+        `${notificationDataSummary()}. An idle stream gets a comment every ${KEEP_ALIVE_MS / 1000} s. Events another process stored arrive within ${n.streamPollMs / 1000} s. ` +
+        `At most ${n.streamsPerUserMax} streams per user and ${n.streamsMax} per process; past either 429 at once.`,
+      access: 'user',
+      headers: [{ name: 'Last-Event-ID', description: 'resume after this event (SSE)', schema: lastEventId }],
+      query: z.object({ lastEventId: lastEventId.optional().describe('the same as the Last-Event-ID header, for clients that cannot set it; the header wins') }),
+      responses: {
+        '200': { description: 'the stream, open until the client leaves', schema: eventStreamResponse, contentType: 'text/event-stream' },
+        ...v1Errors([], {
+          invalid_request: `Last-Event-ID names no event of the caller’s (an event of someone else’s is unknown too), or is not 1–${EVENT_ID_LENGTH_MAX} characters`,
+          rate_limited: `${n.streamsPerUserMax} streams of this user are open already, or ${n.streamsMax} on this process (Retry-After: 5); or ${requestNote}`,
+        }),
+      },
+    },
+    {
       method: 'get',
       path: '/healthz',
       summary: 'The process runs',
@@ -255,6 +348,15 @@ function parametersOf(operation: Operation) {
       schema: { type: 'string', enum: PAY_WITH.filter((name) => name !== 'balance'), description: 'a payment provider of payWith' },
     });
   }
+  if (operation.webhookId) {
+    parameters.push({
+      name: 'id',
+      in: 'path',
+      required: true,
+      description: 'the webhook id, as returned by POST /v1/admin/webhooks; another is 404',
+      schema: { type: 'string', description: 'a webhook id (wh_…)' },
+    });
+  }
   if (operation.packetId) {
     parameters.push({
       name: 'id',
@@ -268,6 +370,9 @@ function parametersOf(operation: Operation) {
     const schema = jsonSchemaOf(idempotencyKeySchema);
     parameters.push({ name: 'Idempotency-Key', in: 'header', required: true, description: schema.description, schema });
   }
+  for (const header of operation.headers ?? []) {
+    parameters.push({ name: header.name, in: 'header', required: header.required ?? false, description: header.description, schema: jsonSchemaOf(header.schema) });
+  }
   if (operation.query) {
     const query = jsonSchemaOf(operation.query) as { properties: Record<string, { description?: string }>; required?: string[] };
     for (const [name, schema] of Object.entries(query.properties)) {
@@ -275,6 +380,43 @@ function parametersOf(operation: Operation) {
     }
   }
   return parameters;
+}
+
+/** OpenAPI 3.1 `webhooks`: what this service POSTs to a registered webhook, one entry per event type. */
+function webhookItems() {
+  const n = NOTIFICATION_NUMBERS;
+  return Object.fromEntries(
+    NOTIFICATION_TYPES.map((type) => [
+      type,
+      {
+        post: {
+          summary: `${type}, POSTed to every webhook that asked for it`,
+          description:
+            'The same JSON is the data of its frame on GET /v1/me/events. Check Hongbao-Signature before trusting the body, and deduplicate on id: ' +
+            'delivery is at least once, so an event may come again (a timeout, a restart), always with the same id.',
+          security: [],
+          parameters: [
+            {
+              name: 'Hongbao-Signature',
+              in: 'header',
+              required: true,
+              description: 't=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed with the webhook’s secret>; reject a t more than 5 minutes from your clock',
+              schema: { type: 'string', pattern: '^t=[0-9]+,v1=[0-9a-f]{64}$', description: 'the signature of this attempt (each attempt is signed anew)' },
+            },
+          ],
+          requestBody: { required: true, content: { 'application/json': { schema: jsonSchemaOf(notificationEventSchemas[type]) } } },
+          responses: {
+            '2XX': { description: 'delivered: it is not sent to this webhook again' },
+            default: {
+              description:
+                `anything else, or no answer within ${n.deliveryTimeoutMs / 1000} s: retried with exponential backoff and jitter (${n.firstRetryMs / 1000} s doubling, ` +
+                `gaps capped at ${n.retryGapMaxMs / 3_600_000} h) for ${n.retryHorizonMs / 3_600_000} h after it was scheduled, then given up (dead); the next event of its packet waits for it`,
+            },
+          },
+        },
+      },
+    ]),
+  );
 }
 
 export function openApiDocument(options: OpenApiOptions) {
@@ -302,6 +444,7 @@ export function openApiDocument(options: OpenApiOptions) {
   }
   return {
     openapi: '3.1.0',
+    webhooks: webhookItems(),
     info: {
       title: 'hongbao',
       version: '1.0.0',

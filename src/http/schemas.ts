@@ -2,8 +2,10 @@
 // document is generated from these; the contract tests parse real responses with them.
 // Objects are open (z.object strips, never rejects, unknown keys): API.md lets us add fields.
 import { z } from 'zod';
+import { NOTIFICATION_TYPES, type NotificationType } from '../domain/notification.js';
 import { PACKET_TYPES, PAY_WITH } from '../domain/packet.js';
 import type { ErrorCode } from './errors.js';
+import { KEEP_ALIVE_MS } from './routes/notifications.js';
 
 /** Responses always write yuan with exactly two decimals (API.md, Money). */
 const YUAN_OUT_PATTERN = /^(0|[1-9][0-9]*)\.[0-9]{2}$/;
@@ -230,12 +232,190 @@ export const openApiResponse = z
   })
   .describe('This OpenAPI 3.1 document');
 
+// Notifications (API.md, Notifications): the admin routes' answers, and the events as a webhook
+// receives them (the JSON body) and a live stream carries them (each `data:` line), written by
+// src/notify/derive.ts and src/domain/notification.ts.
+
+export const notificationTypeSchema = z
+  .enum(NOTIFICATION_TYPES)
+  .describe(
+    'packet.sent: a packet was sent; packet.live: a packet paid through a provider got its funds (openable with its money); packet.opened: someone opened a share; ' +
+      'packet.finished: every share is claimed (and credited); packet.expired: its lifetime ended, the rest was refunded; packet.cancelled: its payment failed; ' +
+      'wallet.credited: money was credited to a balance',
+  );
+
+const webhookFields = {
+  id: z.string().describe('the webhook id (wh_…)'),
+  url: z.string().describe('where each event is POSTed'),
+  events: z
+    .array(notificationTypeSchema)
+    .describe('the event types delivered to it: those given at registration, or every type if none were given'),
+  createdAt: time('when it was registered'),
+};
+
+export const webhookCreatedResponse = z
+  .object({
+    ...webhookFields,
+    secret: z
+      .string()
+      .describe('the key of its Hongbao-Signature (HMAC-SHA256): shown only in this answer, keep it; every webhook has its own (whsec_…)'),
+  })
+  .describe('The webhook just registered, with its secret');
+
+export const webhookListResponse = z
+  .object({ webhooks: z.array(z.object(webhookFields).describe('One webhook (its secret is never shown again)')).describe('every registered webhook, oldest first') })
+  .describe('The registered webhooks');
+
+export const webhookDeletedResponse = z
+  .object({
+    id: z.string().describe('the webhook deleted'),
+    deleted: z.literal(true).describe('it is gone, and so is every delivery to it still pending (an attempt already in flight may still arrive)'),
+  })
+  .describe('The webhook was deleted');
+
+const eventPacketId = z.string().describe('the packet it is about');
+const eventSenderId = userIdOut('who sent the packet');
+
+/** Each type's `data`, as derive.ts writes it. */
+const NOTIFICATION_DATA = {
+  'packet.sent': z
+    .object({
+      packetId: eventPacketId,
+      senderId: eventSenderId,
+      type: packetTypeSchema,
+      targetId: z.string().describe('the receiving user (personal) or the group'),
+      count: z.number().int().positive().describe('number of shares'),
+      total: yuanOut('what the sender pays for it (amount × count, or amount for group_lucky)'),
+      payWith: z.enum(PAY_WITH).describe('balance: debited at send (the packet is live at once); sandbox: paid through the provider (packet.live follows when the funds are confirmed)'),
+    })
+    .describe('packet.sent data'),
+  'packet.live': z
+    .object({ packetId: eventPacketId, senderId: eventSenderId })
+    .describe('packet.live data (only for a packet paid through a provider: one paid from the balance is live at send and has no packet.live)'),
+  'packet.opened': z
+    .object({
+      packetId: eventPacketId,
+      senderId: eventSenderId,
+      userId: userIdOut('who opened it'),
+      amount: yuanOut('the share they got'),
+      seq: z.number().int().positive().describe('they were the seq-th to open it'),
+      credited: z
+        .boolean()
+        .describe('true: credited now (wallet.credited follows); false: held while the packet awaits its funds (credited with wallet.credited when they come, never if the packet is cancelled)'),
+    })
+    .describe('packet.opened data'),
+  'packet.finished': z
+    .object({
+      packetId: eventPacketId,
+      senderId: eventSenderId,
+      count: z.number().int().positive().describe('number of shares, all claimed'),
+      total: yuanOut('the packet total'),
+      secondsToEmpty: z.number().int().nonnegative().describe('whole seconds from the packet going live to its last share claimed'),
+      bestLuck: z
+        .object({
+          userId: userIdOut('who got the largest share (on a tie, the earliest opener)'),
+          amount: yuanOut('that share'),
+          seq: z.number().int().positive().describe('they were the seq-th to open it'),
+        })
+        .nullable()
+        .describe('手气最佳: the best luck of a group_lucky packet; null for personal and group_fixed'),
+    })
+    .describe('packet.finished data'),
+  'packet.expired': z
+    .object({
+      packetId: eventPacketId,
+      senderId: eventSenderId,
+      refund: yuanOut('what went back to the sender’s balance (the unclaimed rest)'),
+      claimedCount: z.number().int().nonnegative().describe('shares claimed before it expired'),
+    })
+    .describe('packet.expired data'),
+  'packet.cancelled': z
+    .object({
+      packetId: eventPacketId,
+      senderId: eventSenderId,
+      reason: z
+        .enum(['payment_failed', 'payment_timeout'])
+        .describe('payment_failed: the provider said the payment failed; payment_timeout: nothing confirmed it within PAYMENT_TIMEOUT_MS (the order was closed)'),
+    })
+    .describe('packet.cancelled data: its held claims are void, no money moved'),
+  'wallet.credited': z
+    .discriminatedUnion('reason', [
+      z
+        .object({
+          userId: userIdOut('whose balance was credited: the opener'),
+          amount: yuanOut('what was credited'),
+          packetId: eventPacketId,
+          senderId: eventSenderId,
+          seq: z.number().int().positive().describe('the claim’s seq in the packet'),
+          reason: z.literal('claim').describe('claim: a share they opened was credited (at the open, or when the funds of a packet awaiting them came)'),
+        })
+        .describe('A share credited'),
+      z
+        .object({
+          userId: userIdOut('whose balance was credited: the sender'),
+          amount: yuanOut('what was credited: the money that came for the cancelled packet'),
+          packetId: eventPacketId,
+          senderId: eventSenderId,
+          reason: z.literal('late_credit').describe('late_credit: money arrived for a packet already cancelled, and went to its sender’s balance'),
+        })
+        .describe('Money that came late credited to the sender'),
+    ])
+    .describe('wallet.credited data'),
+} as const satisfies Record<NotificationType, z.ZodType>;
+
+/** "packet.sent {packetId, senderId, …}; …": each type's data fields (a `?` where only some of its shapes have it). */
+export function notificationDataSummary(): string {
+  return NOTIFICATION_TYPES.map((type) => {
+    const schema: z.ZodType = NOTIFICATION_DATA[type];
+    const shapes = (schema instanceof z.ZodDiscriminatedUnion ? (schema.options as z.ZodObject[]) : [schema as z.ZodObject]).map((option) => option.shape);
+    const keys = [...new Set(shapes.flatMap((shape) => Object.keys(shape)))];
+    return `${type} {${keys.map((key) => (shapes.every((shape) => key in shape) ? key : `${key}?`)).join(', ')}}`;
+  }).join('; ');
+}
+
+const EVENT_ID_NOTE =
+  'the event id, deterministic (evt_sent_<packet>, evt_live_<packet>, evt_opened_<packet>_<seq>, evt_credited_<packet>_<seq>, evt_finished_<packet>, ' +
+  'evt_expired_<packet>, evt_cancelled_<packet>, evt_late_<order>): the same on every retry and on the live stream; deduplicate on it';
+
+/** One event as POSTed to a webhook and as the JSON of a stream's `data:` line, for each type. */
+export const notificationEventSchemas = Object.fromEntries(
+  NOTIFICATION_TYPES.map((type) => [
+    type,
+    z
+      .object({
+        id: z.string().describe(EVENT_ID_NOTE),
+        type: z.literal(type).describe(`the event type: ${type}`),
+        createdAt: time('when it happened (the open, the expiry, the funding…), not when it was delivered'),
+        data: NOTIFICATION_DATA[type],
+      })
+      .describe(`A ${type} event`),
+  ]),
+) as { [Type in NotificationType]: z.ZodObject<{ id: z.ZodString; type: z.ZodLiteral<Type>; createdAt: z.ZodISODateTime; data: (typeof NOTIFICATION_DATA)[Type] }> };
+
+export const notificationEventSchema = z
+  .discriminatedUnion(
+    'type',
+    NOTIFICATION_TYPES.map((type) => notificationEventSchemas[type]) as unknown as [
+      (typeof notificationEventSchemas)[NotificationType],
+      ...(typeof notificationEventSchemas)[NotificationType][],
+    ],
+  )
+  .describe('An event: {id, type, createdAt, data}');
+
+export const eventStreamResponse = z
+  .string()
+  .describe(
+    'text/event-stream (Server-Sent Events), open until the client leaves: first the comment ": connected", then for each event that concerns the caller, ' +
+      'oldest first, a frame "event: <type>\ndata: <JSON {id, type, createdAt, data}: the webhook body of that type>\nid: <event id>\n\n"; ' +
+      `a comment ": keep-alive" when nothing was sent for ${KEEP_ALIVE_MS / 1000} s`,
+  );
+
 const ERROR_DESCRIPTIONS: Record<ErrorCode, string> = {
   invalid_request: 'bad body, query or header; details lists the problems',
   unauthorized: 'missing, invalid or expired bearer token, or a Hongbao-Forwarded header that does not verify (only nodes send it)',
   insufficient_balance: 'the balance is less than the packet’s total; nothing changed',
   forbidden: 'an admin route without the admin role, or a result page you may not view',
-  not_found: 'no such packet or route',
+  not_found: 'no such packet, webhook or route',
   idempotency_conflict: 'this Idempotency-Key was used with another body',
   payload_too_large: 'the request body is over the configured limit (BODY_BYTES_MAX)',
   rate_limited: 'too many requests (opens per user); see Retry-After',

@@ -1,12 +1,19 @@
 // Proves the response schemas of the OpenAPI document describe what the routes really return:
 // one flow through every route (deposit, each packet type, grab, open, result pages as sender
-// and opener, wallet, records, reconcile, operations, and errors), each response parsed with
-// its route's zod schema for its status, and with no field the schema does not document.
+// and opener, wallet, records, reconcile, operations, webhooks and the live event stream, and
+// errors), each response parsed with its route's zod schema for its status, and with no field
+// the schema does not document; and every event the notifier derives, of every type, against
+// the documented event schema of its type.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_BODY_BYTES_MAX } from '../../src/config.js';
 import { DEFAULT_OPEN_RATE } from '../../src/engine/rate-limit.js';
 import { DEFAULT_LIMITS } from '../../src/domain/limits.js';
+import { NOTIFICATION_TYPES, sentEvent, type NotificationEvent } from '../../src/domain/notification.js';
+import type { Claim, Packet } from '../../src/domain/packet.js';
 import { apiOperations, type Operation } from '../../src/http/openapi.js';
+import { notificationEventSchema, notificationEventSchemas } from '../../src/http/schemas.js';
+import type { Fen } from '../../src/money/money.js';
+import { deriveNotifications } from '../../src/notify/derive.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { payInSandbox, signedNotification } from '../support/payments.js';
 
@@ -31,19 +38,104 @@ let h: Harness;
 let keySeq = 0;
 const key = () => ({ 'idempotency-key': `contract-${++keySeq}` });
 
+/** Checks a body against the documented schema of its route and status, with no undocumented field. */
+function documented(method: string, path: string, status: number, body: unknown, contentType?: string): void {
+  const operation = operationOf(method, path);
+  const response = operation.responses[String(status)];
+  expect(response, `${method} ${path} does not document ${status}`).toBeDefined();
+  if (contentType !== undefined) expect(contentType, `${method} ${path} ${status}`).toMatch(new RegExp(`^${response!.contentType ?? 'application/json'}(;|$)`));
+  const parsed = response!.schema.safeParse(body);
+  expect(parsed.success, `${method} ${path} ${status}: ${parsed.error?.message} in ${JSON.stringify(body)}`).toBe(true);
+  // z.object drops keys it does not know: equality means every field is documented.
+  expect(parsed.data, `${method} ${path} ${status} has undocumented fields`).toEqual(body);
+  seen.add(`${operation.method} ${operation.path} ${status}`);
+}
+
 /** Calls a route, expects `status`, and checks the body against the documented schema of that status. */
 async function checked(method: string, path: string, status: number, options: CallOptions = {}): Promise<any> {
   const reply = await h.call(method, path, options);
   expect(reply.status, `${method} ${path} → ${JSON.stringify(reply.body)}`).toBe(status);
-  const operation = operationOf(method, path);
-  const response = operation.responses[String(status)];
-  expect(response, `${method} ${path} does not document ${status}`).toBeDefined();
-  const parsed = response!.schema.safeParse(reply.body);
-  expect(parsed.success, `${method} ${path} ${status}: ${parsed.error?.message} in ${JSON.stringify(reply.body)}`).toBe(true);
-  // z.object drops keys it does not know: equality means every field is documented.
-  expect(parsed.data, `${method} ${path} ${status} has undocumented fields`).toEqual(reply.body);
-  seen.add(`${operation.method} ${operation.path} ${status}`);
+  documented(method, path, status, reply.body);
   return reply.body;
+}
+
+/** An event as documented: its type's schema, and no field that schema does not name. */
+function documentedEvent(event: unknown): any {
+  const parsed = notificationEventSchema.safeParse(event);
+  expect(parsed.success, `${parsed.error?.message} in ${JSON.stringify(event)}`).toBe(true);
+  expect(parsed.data, `undocumented fields in ${JSON.stringify(event)}`).toEqual(event);
+  return parsed.data;
+}
+
+interface Frame {
+  readonly comment?: string;
+  readonly event?: string;
+  readonly data?: string;
+  readonly id?: string;
+}
+
+/** GET /v1/me/events, read frame by frame as it streams (app.request hands back the live body). */
+async function openStream(user: string, headers: Record<string, string> = {}, path = '/v1/me/events') {
+  const response = await h.app.request(path, { headers: { authorization: `Bearer ${await h.token(user)}`, ...headers } });
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let text = '';
+  const frames: Frame[] = [];
+  return {
+    response,
+    frames,
+    /** Everything read so far. */
+    text: () => text,
+    /** Reads until `count` event frames (not comments) have come in all. */
+    async events(count: number, timeoutMs = 15_000): Promise<Frame[]> {
+      const deadline = Date.now() + timeoutMs;
+      while (frames.filter((frame) => frame.event !== undefined).length < count) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`${user}'s stream: ${count} events not within ${timeoutMs} ms (got ${JSON.stringify(frames)})`);
+        let timer: NodeJS.Timeout | undefined;
+        const chunk = await Promise.race([reader.read(), new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), left)))]);
+        clearTimeout(timer);
+        if (chunk === null) continue;
+        if (chunk.done) throw new Error(`${user}'s stream ended`);
+        const piece = decoder.decode(chunk.value, { stream: true });
+        text += piece;
+        buffer += piece;
+        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const frame: Record<string, string> = {};
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) frame.comment = line.slice(1).trim();
+            else {
+              const colon = line.indexOf(':');
+              frame[line.slice(0, colon)] = line.slice(colon + 1).replace(/^ /, '');
+            }
+          }
+          frames.push(frame);
+        }
+      }
+      return frames.filter((frame) => frame.event !== undefined);
+    },
+    /** Reads until the event with this id has come; every event frame so far. */
+    async until(id: string): Promise<Frame[]> {
+      for (let count = 1; ; count += 1) {
+        const events = await this.events(count);
+        if (events.some((frame) => frame.id === id)) return events;
+      }
+    },
+    close: () => reader.cancel(),
+  };
+}
+
+/** Each event frame: its `event:` is the type, its `id:` the id, its `data:` the documented JSON. */
+function documentedFrames(frames: readonly Frame[]): any[] {
+  return frames.map((frame) => {
+    const event = documentedEvent(JSON.parse(frame.data!));
+    expect(frame.event).toBe(event.type);
+    expect(frame.id).toBe(event.id);
+    return event;
+  });
 }
 
 beforeAll(async () => {
@@ -133,6 +225,58 @@ describe('every response matches its route’s documented schema', () => {
     const cluster = await checked('GET', '/v1/admin/cluster', 200, admin);
     expect(cluster.nodes.map((node: { id: string }) => node.id)).toContain(cluster.self);
 
+    // Notifications: the webhook admin routes (no deliveries here: this harness runs no dispatcher).
+    const hook = await checked('POST', '/v1/admin/webhooks', 201, { ...admin, body: { url: 'http://127.0.0.1:9/hooks', events: ['packet.opened', 'packet.finished'] } });
+    expect(hook).toMatchObject({ url: 'http://127.0.0.1:9/hooks', events: ['packet.opened', 'packet.finished'] });
+    expect(hook.secret).toMatch(/^whsec_/);
+    const everything = await checked('POST', '/v1/admin/webhooks', 201, { ...admin, body: { url: 'https://hooks.example/hongbao' } });
+    expect(everything.events).toEqual([...NOTIFICATION_TYPES]);
+    const listed = await checked('GET', '/v1/admin/webhooks', 200, admin);
+    expect(listed.webhooks.map((webhook: { id: string }) => webhook.id)).toEqual([hook.id, everything.id]);
+    expect(await checked('DELETE', `/v1/admin/webhooks/${everything.id}`, 200, admin)).toEqual({ id: everything.id, deleted: true });
+    await checked('DELETE', `/v1/admin/webhooks/${everything.id}`, 404, admin);
+    await checked('POST', '/v1/admin/webhooks', 400, { ...admin, body: { url: 'ftp://hooks.example/h' } });
+    await checked('POST', '/v1/admin/webhooks', 403, { user: 'c-bob', body: { url: 'https://hooks.example/h' } });
+    await checked('GET', '/v1/admin/webhooks', 403, { user: 'c-bob' });
+
+    // The live stream: it starts from now; an event for the caller comes as a frame.
+    const stream = await openStream('c-bob');
+    expect(stream.response.status).toBe(200);
+    const next = (await send({ type: 'group_lucky', targetId: 'c-g', count: 2, amount: '0.50' })).packet;
+    const nextOpen = await checked('POST', `/v1/packets/${next.id}/open`, 200, { user: 'c-bob' });
+    // (Only events stored after it opened: the notifier may still have been storing older ones.)
+    const credited = documentedFrames(await stream.until(`evt_credited_${next.id}_1`)).at(-1);
+    await stream.close();
+    expect(stream.frames[0]).toEqual({ comment: 'connected' });
+    documented('GET', '/v1/me/events', 200, stream.text(), stream.response.headers.get('content-type') ?? '');
+    expect(credited).toMatchObject({
+      id: `evt_credited_${next.id}_1`,
+      type: 'wallet.credited',
+      data: { userId: 'c-bob', amount: nextOpen.amount, packetId: next.id, senderId: 'c-alice', seq: 1, reason: 'claim' },
+    });
+    // Resumed after an older event: what was stored after it, each once, up to the newest (the
+    // order across packets is the order they were stored in: on Kafka, not the flow's).
+    const resumed = await openStream('c-bob', { 'last-event-id': `evt_credited_${lucky.id}_1` });
+    const after = documentedFrames(await resumed.until(`evt_credited_${next.id}_1`)).map((event) => event.id);
+    await resumed.close();
+    expect(new Set(after).size).toBe(after.length);
+    expect(after).not.toContain(`evt_credited_${lucky.id}_1`);
+    const bobs = [personal, fixed, lucky, paid.packet, next].map((packet) => `evt_credited_${packet.id}_1`);
+    expect(after.filter((id) => !bobs.includes(id))).toEqual([]);
+    // The sender's stream, resumed by the query parameter after the send: their packet was opened.
+    const sender = await openStream('c-alice', {}, `/v1/me/events?lastEventId=evt_sent_${next.id}`);
+    const opened = documentedFrames(await sender.until(`evt_opened_${next.id}_1`)).at(-1);
+    await sender.close();
+    expect(opened.data).toEqual({ packetId: next.id, senderId: 'c-alice', userId: 'c-bob', amount: nextOpen.amount, seq: 1, credited: true });
+    await checked('GET', '/v1/me/events', 400, { user: 'c-bob', headers: { 'last-event-id': 'evt_nothing' } });
+    // Someone else's event is unknown too.
+    await checked('GET', `/v1/me/events?lastEventId=evt_opened_${lucky.id}_1`, 400, { user: 'c-bob' });
+    const erin = await Promise.all(Array.from({ length: 5 }, () => openStream('c-erin')));
+    expect(erin.map((one) => one.response.status)).toEqual([200, 200, 200, 200, 200]);
+    await checked('GET', '/v1/me/events', 429, { user: 'c-erin' });
+    for (const one of erin) await one.close();
+    await checked('DELETE', `/v1/admin/webhooks/${hook.id}`, 200, admin);
+
     // Operations.
     await checked('GET', '/healthz', 200);
     await checked('GET', '/readyz', 200);
@@ -179,6 +323,63 @@ describe('every response matches its route’s documented schema', () => {
     }
   });
 
+  it('every event the notifier derives, of every type, matches the documented schema of its type', () => {
+    const at = 1_800_000_000_000;
+    const packet = (id: string, type: Packet['type'], count: number, totalFen: number, paid = false): Packet => ({
+      id, type, senderId: 'd-alice', targetId: 'd-g', count, totalFen: totalFen as Fen, greeting: '恭喜发财', members: null,
+      createdAtMs: at, liveAtMs: at, expiresAtMs: at + 86_400_000, ...(paid ? { payment: { provider: 'sandbox', orderId: `hb_${id}` } } : {}),
+    });
+    const claim = (packetId: string, seq: number, amountFen: number): Claim => ({ packetId, seq, userId: `d-u${seq}`, amountFen: amountFen as Fen, claimedAtMs: at + seq * 1500 });
+    const claimEvent = (c: Claim, held = false) => ({ kind: 'claim' as const, packetId: c.packetId, seq: c.seq, userId: c.userId, amountFen: c.amountFen, atMs: c.claimedAtMs, ...(held ? { held: true as const } : {}) });
+    const payment = (p: Packet, change: 'funded' | 'cancelled' | 'late_credit', extra: object = {}) => ({
+      kind: 'payment' as const, packetId: p.id, change, provider: 'sandbox', orderId: `hb_${p.id}`, senderId: p.senderId, amountFen: p.totalFen,
+      liveAtMs: at + 1000, expiresAtMs: at + 86_401_000, atMs: at + 9000, ...extra,
+    });
+    const lucky = packet('d-lucky', 'group_lucky', 2, 300);
+    const luckyClaims = [claim('d-lucky', 1, 100), claim('d-lucky', 2, 200)];
+    const fixed = packet('d-fixed', 'group_fixed', 1, 100);
+    const fixedClaims = [claim('d-fixed', 1, 100)];
+    const expiring = packet('d-expiring', 'group_lucky', 3, 300);
+    const funded = packet('d-funded', 'group_lucky', 2, 200, true);
+    const fundedClaims = [claim('d-funded', 1, 50), claim('d-funded', 2, 150)];
+    const cancelled = packet('d-cancelled', 'personal', 1, 100, true);
+    const timedOut = packet('d-timeout', 'personal', 1, 100, true);
+    const facts = new Map([
+      [lucky.id, { packet: lucky, claims: luckyClaims }],
+      [fixed.id, { packet: fixed, claims: fixedClaims }],
+      [expiring.id, { packet: expiring, claims: [claim('d-expiring', 1, 120)] }],
+      [funded.id, { packet: funded, claims: fundedClaims }],
+      [cancelled.id, { packet: cancelled, claims: [] }],
+      [timedOut.id, { packet: timedOut, claims: [] }],
+    ]);
+    const derived: NotificationEvent[] = [
+      sentEvent(lucky),
+      sentEvent(funded),
+      ...deriveNotifications(
+        [
+          ...luckyClaims.map((c) => claimEvent(c)),
+          ...fixedClaims.map((c) => claimEvent(c)),
+          claimEvent(claim('d-expiring', 1, 120)),
+          { kind: 'expire', packetId: expiring.id, senderId: expiring.senderId, refundFen: 180 as Fen, atMs: at + 86_400_000 },
+          ...fundedClaims.map((c) => claimEvent(c, true)),
+          payment(funded, 'funded', { claimsBefore: 2 }),
+          payment(cancelled, 'cancelled', { reason: 'payment_failed' }),
+          payment(timedOut, 'cancelled', { reason: 'payment_timeout' }),
+          payment(cancelled, 'late_credit'),
+        ],
+        (id) => facts.get(id),
+      ),
+    ];
+    const asSent = derived.map((event) => documentedEvent({ id: event.id, type: event.type, createdAt: new Date(event.createdAtMs).toISOString(), data: event.data }));
+    expect(new Set(asSent.map((event) => event.type))).toEqual(new Set(NOTIFICATION_TYPES));
+    expect(new Set(asSent.filter((event) => event.type === 'wallet.credited').map((event) => event.data.reason))).toEqual(new Set(['claim', 'late_credit']));
+    expect(asSent.filter((event) => event.type === 'packet.opened').map((event) => event.data.credited)).toContain(false);
+    const finished = asSent.filter((event) => event.type === 'packet.finished');
+    expect(finished.map((event) => event.data.bestLuck)).toEqual([{ userId: 'd-u2', amount: '2.00', seq: 2 }, null, { userId: 'd-u2', amount: '1.50', seq: 2 }]);
+    // Each type's own schema, too (the webhooks of the document are generated from them).
+    for (const event of asSent) expect(notificationEventSchemas[event.type as keyof typeof notificationEventSchemas].parse(event)).toEqual(event);
+  });
+
   it('the check has teeth: an undocumented field or a wrong shape fails it', () => {
     const wallet = operationOf('GET', '/v1/wallet').responses['200']!.schema;
     const good = { userId: 'u', balance: '1.00', pending: '0.00' };
@@ -190,6 +391,11 @@ describe('every response matches its route’s documented schema', () => {
     expect(open.safeParse({ state: 'busy' }).success).toBe(false); // retryAfterMs missing
     expect(open.safeParse({ state: 'pending_payment' }).success).toBe(true);
     expect(open.safeParse({ state: 'awaiting_funds' }).success).toBe(false); // a packet status, not an open outcome
+    const event = { id: 'evt_opened_p_1', type: 'packet.opened', createdAt: '2026-01-01T00:00:00.000Z', data: { packetId: 'p', senderId: 's', userId: 'u', amount: '1.00', seq: 1, credited: true } };
+    expect(notificationEventSchema.parse(event)).toEqual(event);
+    expect(notificationEventSchema.parse({ ...event, data: { ...event.data, extra: 1 } })).not.toEqual({ ...event, data: { ...event.data, extra: 1 } });
+    expect(notificationEventSchema.safeParse({ ...event, type: 'packet.finished' }).success).toBe(false);
+    expect(notificationEventSchema.safeParse({ ...event, data: { ...event.data, credited: undefined } }).success).toBe(false);
     const notFound = operationOf('GET', '/v1/packets/p').responses['404']!.schema;
     expect(notFound.safeParse({ error: { code: 'forbidden', message: 'x' } }).success).toBe(false);
   });

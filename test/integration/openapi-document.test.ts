@@ -1,12 +1,25 @@
 // Proves GET /openapi.json is a valid OpenAPI 3.1 document (checked by a real validator), that
 // every schema property and parameter in it is described, that it lists exactly the routes the
-// hono app registers, and that it states the configured limits, which the service enforces.
+// hono app registers, that it states the configured limits, which the service enforces, and
+// that it documents every notification event type (OpenAPI `webhooks`) with the numbers the
+// notification code really uses.
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_BODY_BYTES_MAX } from '../../src/config.js';
 import { DEFAULT_OPEN_RATE, DEFAULT_REQUEST_RATE, DEFAULT_REQUESTS_IN_FLIGHT_MAX } from '../../src/engine/rate-limit.js';
 import { DEFAULT_LIMITS, type Limits } from '../../src/domain/limits.js';
-import { openApiDocument } from '../../src/http/openapi.js';
+import { NOTIFICATION_TYPES } from '../../src/domain/notification.js';
+import { STREAM_POLL_MS, STREAMS_MAX, STREAMS_PER_USER_MAX } from '../../src/app/event-streams.js';
+import { NOTIFICATION_NUMBERS, openApiDocument } from '../../src/http/openapi.js';
+import { KEEP_ALIVE_MS } from '../../src/http/routes/notifications.js';
+import {
+  DELIVERY_TIMEOUT_MS,
+  FIRST_RETRY_MS,
+  IN_FLIGHT_MAX,
+  IN_FLIGHT_PER_WEBHOOK_MAX,
+  RETRY_GAP_MAX_MS,
+  RETRY_HORIZON_MS,
+} from '../../src/notify/dispatcher.js';
 import { startHarness, type Harness } from '../support/harness.js';
 
 type Json = Record<string, any>;
@@ -27,9 +40,13 @@ function undescribed(document: Json): string[] {
       (node[key] as unknown[] | undefined)?.forEach((branch, index) => walkSchema(branch, `${at}/${key}/${index}`));
     }
   };
-  for (const [path, item] of Object.entries(document.paths as Json)) {
+  const items = [
+    ...Object.entries(document.paths as Json).map(([path, item]) => [`#/paths/${path}`, item] as const),
+    ...Object.entries((document.webhooks ?? {}) as Json).map(([name, item]) => [`#/webhooks/${name}`, item] as const),
+  ];
+  for (const [where, item] of items) {
     for (const [method, operation] of Object.entries(item as Json)) {
-      const at = `#/paths/${path}/${method}`;
+      const at = `${where}/${method}`;
       (operation.parameters ?? []).forEach((parameter: Json, index: number) => {
         if (typeof parameter.description !== 'string' || parameter.description === '') missing.push(`${at}/parameters/${index}`);
         walkSchema(parameter.schema, `${at}/parameters/${index}/schema`);
@@ -76,11 +93,14 @@ describe('GET /openapi.json', () => {
     expect(validator.version).toBe('3.1');
   });
 
-  it('the validator is not a rubber stamp: it rejects a response without a description', async () => {
+  it('the validator is not a rubber stamp: it rejects a response without a description (of a route or a webhook)', async () => {
     const broken = structuredClone(served);
     delete broken.paths['/v1/wallet'].get.responses['200'].description;
     const result = await new Validator().validate(broken);
     expect(result.valid).toBe(false);
+    const brokenWebhook = structuredClone(served);
+    delete brokenWebhook.webhooks['packet.sent'].post.responses['2XX'].description;
+    expect((await new Validator().validate(brokenWebhook)).valid).toBe(false);
   });
 
   it('describes every schema property and every parameter', () => {
@@ -89,6 +109,7 @@ describe('GET /openapi.json', () => {
 
   it('the description walk finds an undescribed property, nested in a union, an array or a parameter', () => {
     const broken = structuredClone(served);
+    delete broken.webhooks['packet.finished'].post.requestBody.content['application/json'].schema.properties.data.properties.bestLuck.anyOf[0].properties.seq.description;
     delete broken.paths['/v1/packets/{id}/open'].post.responses['200'].content['application/json'].schema.oneOf[2].properties.retryAfterMs.description;
     delete broken.paths['/v1/me/received'].get.responses['200'].content['application/json'].schema.properties.items.items.properties.best.description;
     delete broken.paths['/v1/me/sent'].get.parameters[0].description;
@@ -96,6 +117,7 @@ describe('GET /openapi.json', () => {
       '#/paths//v1/packets/{id}/open/post/responses/200/application/json/oneOf/2/properties/retryAfterMs',
       '#/paths//v1/me/sent/get/parameters/0',
       '#/paths//v1/me/received/get/responses/200/application/json/properties/items/items/properties/best',
+      '#/webhooks/packet.finished/post/requestBody/application/json/properties/data/properties/bestLuck/anyOf/0/properties/seq',
     ]);
   });
 
@@ -111,6 +133,44 @@ describe('GET /openapi.json', () => {
     expect(registered.size).toBeGreaterThanOrEqual(13);
     expect([...registered].filter((route) => !documented.has(route))).toEqual([]);
     expect([...documented].filter((route) => !registered.has(route))).toEqual([]);
+  });
+
+  it('documents every notification event type as a webhook, signed, with its data fields, also on the stream route', () => {
+    expect(Object.keys(served.webhooks)).toEqual([...NOTIFICATION_TYPES]);
+    for (const type of NOTIFICATION_TYPES) {
+      const operation = served.webhooks[type].post;
+      expect(operation.parameters.map((parameter: Json) => parameter.name)).toEqual(['Hongbao-Signature']);
+      const body = operation.requestBody.content['application/json'].schema;
+      expect(body.required).toEqual(['id', 'type', 'createdAt', 'data']);
+      expect(body.properties.type.const).toBe(type);
+      const data = body.properties.data;
+      const fields = (data.oneOf ?? [data]).flatMap((shape: Json) => Object.keys(shape.properties));
+      expect(fields.length, type).toBeGreaterThan(0);
+      const stream = served.paths['/v1/me/events'].get;
+      const listed = new RegExp(`${type.replace('.', '\\.')} \\{([^}]*)\\}`).exec(stream.description)?.[1]?.split(', ').map((field) => field.replace(/\?$/, ''));
+      expect(listed, type).toEqual([...new Set(fields)]);
+    }
+    const events = served.paths['/v1/me/events'].get;
+    expect(Object.keys(events.responses['200'].content)).toEqual(['text/event-stream']);
+    expect(events.parameters.map((parameter: Json) => `${parameter.in} ${parameter.name}`)).toEqual(['header Last-Event-ID', 'query lastEventId']);
+  });
+
+  it('states the notification numbers the code uses', () => {
+    expect(NOTIFICATION_NUMBERS).toEqual({
+      streamsPerUserMax: STREAMS_PER_USER_MAX,
+      streamsMax: STREAMS_MAX,
+      streamPollMs: STREAM_POLL_MS,
+      deliveryTimeoutMs: DELIVERY_TIMEOUT_MS,
+      inFlightPerWebhookMax: IN_FLIGHT_PER_WEBHOOK_MAX,
+      inFlightMax: IN_FLIGHT_MAX,
+      firstRetryMs: FIRST_RETRY_MS,
+      retryGapMaxMs: RETRY_GAP_MAX_MS,
+      retryHorizonMs: RETRY_HORIZON_MS,
+    });
+    const events = served.paths['/v1/me/events'].get;
+    expect(events.description).toContain(`At most ${STREAMS_PER_USER_MAX} streams per user and ${STREAMS_MAX} per process`);
+    expect(events.description).toContain(`a comment every ${KEEP_ALIVE_MS / 1000} s`);
+    expect(served.paths['/v1/admin/webhooks'].post.description).toContain(`At most ${IN_FLIGHT_PER_WEBHOOK_MAX} deliveries in flight to one webhook`);
   });
 
   it('gives every route a response schema for each status it documents, and a bearer requirement to /v1 only (but the provider’s notify route, which is signed instead)', () => {

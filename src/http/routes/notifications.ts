@@ -14,7 +14,8 @@ import { validate } from '../validation.js';
 
 /** An idle stream sends a comment this often, so proxies and clients keep the connection. */
 export const KEEP_ALIVE_MS = 15_000;
-const EVENT_ID_LENGTH_MAX = 200;
+/** The longest Last-Event-ID taken (the ids this build makes are far shorter). */
+export const EVENT_ID_LENGTH_MAX = 200;
 
 export const webhookBodySchema = z
   .object({
