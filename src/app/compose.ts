@@ -349,6 +349,10 @@ export async function composeHongbao(options: ComposeOptions): Promise<Hongbao> 
     payments,
     notifications: storage.notifications,
     streams: eventStreams,
+    onEventsRecorded: (users) => {
+      eventStreams.wakeUsers(users);
+      dispatcher?.poke();
+    },
     webhooksAllowPrivate,
     limits,
     clock,

@@ -73,6 +73,8 @@ export interface ServiceParts {
   readonly streams: EventStreams;
   /** Whether a webhook may point at a private or loopback address (WEBHOOK_ALLOW_PRIVATE). */
   readonly webhooksAllowPrivate: boolean;
+  /** Events were stored for these users outside the notifier (packet.sent): wake their streams and the dispatcher. */
+  readonly onEventsRecorded?: (users: readonly string[]) => void;
 }
 
 /** This node's place in the cluster: the owner of each packet, and who is in it. */
@@ -174,6 +176,7 @@ export class Service implements HongbaoService {
         }
       }
       const booking = await this.parts.ledger.send(packet, idempotency, order);
+      if (booking.kind === 'fresh') this.parts.onEventsRecorded?.([packet.senderId]);
       if (booking.kind === 'fresh' && this.parts.placement.route(booking.value.id).kind === 'here') {
         // Its actor starts here only if this node decides it; the owner loads it on first use.
         const { order: _order, ...sent } = booking.value;

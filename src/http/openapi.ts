@@ -89,7 +89,7 @@ export const NOTIFICATION_NUMBERS = {
   streamPollMs: 1_000,
   /** notify/dispatcher.ts */
   deliveryTimeoutMs: 5_000,
-  inFlightPerWebhookMax: 8,
+  inFlightPerWebhookMax: 64,
   inFlightMax: 256,
   firstRetryMs: 1_000,
   retryGapMaxMs: 3_600_000,

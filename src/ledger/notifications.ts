@@ -11,12 +11,19 @@ import { claims, packets, webhooks } from './schema.js';
 
 const at = (ms: number) => new Date(ms).toISOString();
 
+/** The transaction-scoped advisory lock that serializes the writers of notification_events. */
+const NOTIFICATION_WRITERS_LOCK = 0x6862_6e74; // 'hbnt'
+
 /**
  * Stores new events (an id already stored is skipped: a replayed batch adds nothing), who they
  * concern, and one pending delivery per webhook that wants their type. Returns how many were new.
  */
 export async function recordNotifications(executor: Executor, events: readonly NotificationEvent[], nowMs: number): Promise<number> {
   if (events.length === 0) return 0;
+  // One writer of events at a time, until its transaction ends: seqs then become visible in the
+  // order they were given, so a stream that read up to seq N can never miss a smaller seq that
+  // commits later (a send's packet.sent beside a notifier batch, two batches of two partitions).
+  await executor.execute(sql`select pg_advisory_xact_lock(${NOTIFICATION_WRITERS_LOCK})`);
   const inserted = await rowsOf<{ seq: string | number; id: string }>(
     executor,
     sql`insert into notification_events (id, type, packet_id, data, created_at)

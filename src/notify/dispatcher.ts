@@ -10,7 +10,7 @@ import type { Clock } from '../engine/clock.js';
 import type { CompletedDelivery, DeliveryOutcome, LeasedDelivery } from '../ledger/notifications.js';
 import { SIGNATURE_HEADER, signWebhook } from './signature.js';
 import type { NotificationStorePort } from './store-port.js';
-import { publicOnlyLookup } from './webhook-url.js';
+import { publicOnlyLookup, webhookUrlProblem } from './webhook-url.js';
 
 export const DELIVERY_TIMEOUT_MS = 5_000;
 /** Deliveries in flight to one endpoint, over every process (one packet's go one at a time, in order). */
@@ -137,7 +137,10 @@ export class Dispatcher {
     const body = JSON.stringify(delivery.event);
     const startedMs = this.options.clock.now();
     let outcome: DeliveryOutcome;
+    // A literal address never goes through the lookup: checked here, as a name's are after DNS.
+    const refused = this.options.allowPrivate ? null : webhookUrlProblem(delivery.url, false);
     try {
+      if (refused !== null) throw new Error(refused);
       const answer = await request(delivery.url, {
         method: 'POST',
         dispatcher: this.agent,

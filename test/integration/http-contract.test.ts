@@ -344,14 +344,16 @@ describe('every response matches its route’s documented schema', () => {
     const fundedClaims = [claim('d-funded', 1, 50), claim('d-funded', 2, 150)];
     const cancelled = packet('d-cancelled', 'personal', 1, 100, true);
     const timedOut = packet('d-timeout', 'personal', 1, 100, true);
-    const facts = new Map([
-      [lucky.id, { packet: lucky, claims: luckyClaims }],
-      [fixed.id, { packet: fixed, claims: fixedClaims }],
-      [expiring.id, { packet: expiring, claims: [claim('d-expiring', 1, 120)] }],
-      [funded.id, { packet: funded, claims: fundedClaims }],
-      [cancelled.id, { packet: cancelled, claims: [] }],
-      [timedOut.id, { packet: timedOut, claims: [] }],
-    ]);
+    const facts = new Map(
+      [
+        { packet: lucky, claims: luckyClaims },
+        { packet: fixed, claims: fixedClaims },
+        { packet: expiring, claims: [claim('d-expiring', 1, 120)] },
+        { packet: funded, claims: fundedClaims },
+        { packet: cancelled, claims: [] },
+        { packet: timedOut, claims: [] },
+      ].map((entry) => [entry.packet.id, { ...entry, claimedCount: entry.claims.length }] as const),
+    );
     const derived: NotificationEvent[] = [
       sentEvent(lucky),
       sentEvent(funded),
