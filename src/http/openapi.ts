@@ -89,8 +89,8 @@ export const NOTIFICATION_NUMBERS = {
   streamPollMs: 1_000,
   /** notify/dispatcher.ts */
   deliveryTimeoutMs: 5_000,
-  inFlightPerWebhookMax: 64,
-  inFlightMax: 256,
+  inFlightPerWebhookMax: 256,
+  inFlightMax: 1024,
   firstRetryMs: 1_000,
   retryGapMaxMs: 3_600_000,
   retryHorizonMs: 25 * 3_600_000,

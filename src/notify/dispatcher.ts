@@ -14,12 +14,12 @@ import { publicOnlyLookup, webhookUrlProblem } from './webhook-url.js';
 
 export const DELIVERY_TIMEOUT_MS = 5_000;
 /** Deliveries in flight to one endpoint, over every process (one packet's go one at a time, in order). */
-export const IN_FLIGHT_PER_WEBHOOK_MAX = 64;
+export const IN_FLIGHT_PER_WEBHOOK_MAX = 256;
 /** Outcomes are recorded together: at most this many, at most this long after the first. */
-const COMPLETIONS_BATCH_MAX = 256;
+const COMPLETIONS_BATCH_MAX = 1024;
 const COMPLETIONS_GATHER_MS = 10;
 /** Deliveries in flight from this process. */
-export const IN_FLIGHT_MAX = 256;
+export const IN_FLIGHT_MAX = 1024;
 /** How long a leased delivery is this process's before another may take it (a crash mid-attempt). */
 export const LEASE_MS = 30_000;
 /** Retried for at least 24 hours (API.md), with an hour's slack for the last gap. */
