@@ -158,6 +158,14 @@ export async function crashMidDelivery(world: NotificationCrashWorld): Promise<N
     // A fourth packet, half opened right before the kill: the notifier may not have read those claims yet.
     const last = await send('p3');
     packets.push(last);
+    // Its first event tried (failed, held) first, so the failing endpoint has no attempt of it in flight at the kill.
+    await eventually(
+      'the fourth packet\'s first event tried at both endpoints',
+      async () => (['failing', 'holding'] as const).map((name) => endpoints[name].requests.some((request) => request.eventId === `evt_sent_${last.id}`)),
+      (tried) => tried.every(Boolean),
+      10_000,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
     await open(last, `${run}-o3-0`);
     await open(last, `${run}-o3-1`);
     const killedAtMs = Date.now();

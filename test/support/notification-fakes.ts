@@ -4,7 +4,7 @@
 // scriptable HTTP endpoint that counts what it is sent and what it holds at once.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { DeliveryOutcome, LeasedDelivery, StoredWebhook, StreamedEvent } from '../../src/ledger/notifications.js';
+import type { CompletedDelivery, DeliveryOutcome, LeasedDelivery, StoredWebhook, StreamedEvent } from '../../src/ledger/notifications.js';
 import type { NotificationStorePort } from '../../src/notify/store-port.js';
 
 export interface FakeDelivery {
@@ -25,6 +25,8 @@ export class FakeNotificationStore implements NotificationStorePort {
   readonly webhooksById = new Map<string, StoredWebhook>();
   readonly deliveries: FakeDelivery[] = [];
   leases = 0;
+  /** The size of each batch of outcomes recorded. */
+  readonly completionBatches: number[] = [];
   private seq = 0;
 
   addWebhook(id: string, url: string): void {
@@ -100,15 +102,18 @@ export class FakeNotificationStore implements NotificationStorePort {
     });
   }
 
-  async completeDelivery(webhookId: string, eventSeq: number, outcome: DeliveryOutcome, nowMs: number): Promise<void> {
-    const delivery = this.deliveries.find((entry) => entry.webhookId === webhookId && entry.eventSeq === eventSeq);
-    if (delivery === undefined || delivery.state !== 'pending') return;
-    delivery.completions.push({ atMs: nowMs, outcome });
-    delivery.attempts += 1;
-    delivery.leasedUntilMs = null;
-    if (outcome.kind === 'delivered') delivery.state = 'delivered';
-    else if (outcome.kind === 'dead') delivery.state = 'dead';
-    else delivery.nextAttemptAtMs = outcome.nextAttemptAtMs;
+  async completeDeliveries(completed: readonly CompletedDelivery[], nowMs: number): Promise<void> {
+    this.completionBatches.push(completed.length);
+    for (const { webhookId, eventSeq, outcome } of completed) {
+      const delivery = this.deliveries.find((entry) => entry.webhookId === webhookId && entry.eventSeq === eventSeq);
+      if (delivery === undefined || delivery.state !== 'pending') continue;
+      delivery.completions.push({ atMs: nowMs, outcome });
+      delivery.attempts += 1;
+      delivery.leasedUntilMs = null;
+      if (outcome.kind === 'delivered') delivery.state = 'delivered';
+      else if (outcome.kind === 'dead') delivery.state = 'dead';
+      else delivery.nextAttemptAtMs = outcome.nextAttemptAtMs;
+    }
   }
 
   async retriesPending(): Promise<number> {

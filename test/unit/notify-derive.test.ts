@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { sentEvent, type NotificationEvent } from '../../src/domain/notification.js';
 import type { Claim, Packet } from '../../src/domain/packet.js';
 import type { ClaimEvent, ExpireEvent, PacketEvent, PaymentEvent } from '../../src/log/events.js';
-import { deriveNotifications, type PacketFacts } from '../../src/notify/derive.js';
+import { deriveNotifications, packetsNeedingClaims, type PacketFacts } from '../../src/notify/derive.js';
 
 const T0 = Date.UTC(2026, 1, 17, 4, 0, 0);
 
@@ -225,5 +225,21 @@ describe('deriveNotifications', () => {
       data: { packetId: 'pk1', senderId: 'alice', type: 'group_lucky', targetId: 'g1', count: 3, total: '6.00', payWith: 'sandbox' },
     });
     expect(sentEvent(packet()).data.payWith).toBe('balance');
+  });
+
+  it('reads claims only for the packets that need them: one drained by a credited claim, or funded', () => {
+    const counts = new Map([['drained', 2], ['half', 3], ['held', 2], ['funded', 2], ['expired', 2]]);
+    const claimOf = (packetId: string, seq: number, held = false): ClaimEvent => ({ kind: 'claim', packetId, seq, userId: `u${seq}`, amountFen: 1, atMs: T0, ...(held ? { held: true as const } : {}) });
+    const funded = payment(packet({ id: 'funded' }), 'funded', { claimsBefore: 1 });
+    const batch: PacketEvent[] = [
+      claimOf('drained', 2),
+      claimOf('half', 1),
+      claimOf('half', 2),
+      claimOf('held', 2, true),
+      funded,
+      { kind: 'expire', packetId: 'expired', senderId: 'alice', refundFen: 1, atMs: T0 },
+      claimOf('unknown', 1),
+    ];
+    expect(packetsNeedingClaims(batch, (packetId) => counts.get(packetId)).sort()).toEqual(['drained', 'funded']);
   });
 });
