@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyWebhook } from '../../src/notify/signature.js';
 import { startHarness, type Harness } from '../support/harness.js';
 import { apiClient, expectError } from '../support/http-client.js';
-import { startReceiver, type Receiver } from '../support/webhook-receiver.js';
+import { forwardReturn, payInSandbox, waitForStatus } from '../support/payments.js';
+import { startReceiver, type Received, type Receiver } from '../support/webhook-receiver.js';
 
 let h: Harness;
 let receiver: Receiver;
@@ -96,5 +97,139 @@ describe('webhooks', () => {
     }
     expectError(await h.call('POST', '/v1/admin/webhooks', { user: user('x'), body: { url: receiver.url } }), 403, 'forbidden');
     expectError(await h.call('GET', '/v1/admin/webhooks', { user: user('x') }), 403, 'forbidden');
+  });
+});
+
+// Provider payments and expiry (API.md, Notifications; Payments through a provider): a packet paid
+// through the sandbox tells its sender it is live when the funds come and credits the claims held
+// until then; a failed or reversed payment cancels it (a held claim is never credited); a packet
+// past its lifetime is expired with its refund. Each on its own harness: the sandbox on a real
+// port, and a lifetime short enough to pass.
+describe('webhooks of payments and expiry', () => {
+  let paid: Harness;
+  let expiring: Harness;
+  let hooks: Receiver;
+  const payApi = apiClient(() => paid, 'ntfpay');
+  const expApi = apiClient(() => expiring, 'ntfexp');
+  const TTL_MS = 1_500;
+
+  beforeAll(async () => {
+    hooks = await startReceiver();
+    // The sandbox's "delayed" notification waits long enough for the held opens to be decided first.
+    [paid, expiring] = await Promise.all([
+      startHarness({ webhookRetryDelayMs: () => 100, runJobs: true, withSandbox: { sandbox: { delayedNotifyMs: 1_000 } } }),
+      startHarness({ webhookRetryDelayMs: () => 100, runJobs: true, packetTtlMs: TTL_MS }),
+    ]);
+    for (const harness of [paid, expiring]) {
+      const created = await harness.call('POST', '/v1/admin/webhooks', { user: 'ops', admin: true, body: { url: hooks.url } });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+    }
+  });
+  afterAll(async () => {
+    await paid?.stop();
+    await expiring?.stop();
+    await hooks?.close();
+  });
+
+  /** The packet's events as first delivered (a retry of one already delivered is left out). */
+  const delivered = (packetId: string) => {
+    const seen = new Set<string>();
+    return hooks.received.filter((entry) => entry.answered === 200 && entry.event.data.packetId === packetId && !seen.has(entry.event.id) && seen.add(entry.event.id));
+  };
+  const types = (entries: readonly Received[]) => entries.map((entry) => entry.event.type);
+
+  async function sendPaid(sender: string, count: number, amount: string) {
+    const reply = await paid.call('POST', '/v1/packets', {
+      user: sender,
+      body: { type: 'group_lucky', targetId: 'g', count, amount, payWith: 'sandbox' },
+      headers: { 'idempotency-key': payApi.newKey() },
+    });
+    expect(reply.status, JSON.stringify(reply.body)).toBe(201);
+    return reply.body as { packet: { id: string }; payment: { orderId: string; payToken: string } };
+  }
+
+  it('a provider-paid packet: opened (not credited) while the funds are awaited, then live, then credited for each held claim, then finished', async () => {
+    const [alice, bob, carol] = [user('pa'), user('pb'), user('pc')];
+    // Every share held: the packet finishes at the funding.
+    const all = await sendPaid(alice, 2, '2.00');
+    const returned = await forwardReturn(paid, all.packet.id, alice, await payInSandbox(paid, all.payment, 'success', 'delayed'));
+    expect(returned.body.packet.status, JSON.stringify(returned.body)).toBe('awaiting_funds');
+    const b = await payApi.openOk(all.packet.id, bob);
+    const c = await payApi.openOk(all.packet.id, carol);
+    const events = await until('the funded packet\'s events', () => delivered(all.packet.id), (list) => list.length >= 7);
+    expect(types(events)).toEqual(['packet.sent', 'packet.opened', 'packet.opened', 'packet.live', 'wallet.credited', 'wallet.credited', 'packet.finished']);
+    expect(events[0]!.event.data).toMatchObject({ payWith: 'sandbox', count: 2, total: '2.00', senderId: alice });
+    expect(events[1]!.event.data).toEqual({ packetId: all.packet.id, senderId: alice, userId: bob, amount: b.amount, seq: 1, credited: false });
+    expect(events[2]!.event.data).toMatchObject({ userId: carol, amount: c.amount, seq: 2, credited: false });
+    expect(events[3]!.event.data).toEqual({ packetId: all.packet.id, senderId: alice });
+    expect(events.slice(4, 6).map((entry) => entry.event.data)).toEqual([
+      { userId: bob, amount: b.amount, packetId: all.packet.id, senderId: alice, seq: 1, reason: 'claim' },
+      { userId: carol, amount: c.amount, packetId: all.packet.id, senderId: alice, seq: 2, reason: 'claim' },
+    ]);
+    const best = Number(b.amount) >= Number(c.amount) ? { userId: bob, amount: b.amount, seq: 1 } : { userId: carol, amount: c.amount, seq: 2 };
+    expect(events[6]!.event.data).toMatchObject({ count: 2, total: '2.00', bestLuck: best });
+    // The credits are the money the wallets got.
+    expect(await payApi.balance(bob)).toBe(b.amount);
+
+    // One share held, the rest opened once live: credited at once, finished at the last.
+    const some = await sendPaid(alice, 3, '3.00');
+    await forwardReturn(paid, some.packet.id, alice, await payInSandbox(paid, some.payment, 'success', 'delayed'));
+    await payApi.openOk(some.packet.id, bob);
+    await waitForStatus(paid, some.packet.id, alice, 'live');
+    await payApi.openOk(some.packet.id, carol);
+    await payApi.openOk(some.packet.id, user('pd'));
+    const later = await until('the partly held packet\'s events', () => delivered(some.packet.id), (list) => list.length >= 9);
+    expect(types(later)).toEqual([
+      'packet.sent',
+      'packet.opened',
+      'packet.live',
+      'wallet.credited',
+      'packet.opened',
+      'wallet.credited',
+      'packet.opened',
+      'wallet.credited',
+      'packet.finished',
+    ]);
+    expect(later.filter((entry) => entry.event.type === 'packet.opened').map((entry) => entry.event.data.credited)).toEqual([false, true, true]);
+    expect(later.filter((entry) => entry.event.type === 'wallet.credited').map((entry) => entry.event.data.userId)).toEqual([bob, carol, user('pd')]);
+  });
+
+  it('a failed payment gives packet.cancelled; a reversed one too, and its held claim is never credited', async () => {
+    const alice = user('ca');
+    const failed = await sendPaid(alice, 2, '2.00');
+    const answer = await forwardReturn(paid, failed.packet.id, alice, await payInSandbox(paid, failed.payment, 'fail', 'never'));
+    expect(answer.body.packet.status).toBe('cancelled');
+    const failedEvents = await until('the cancelled packet\'s events', () => delivered(failed.packet.id), (list) => list.length >= 2);
+    expect(types(failedEvents)).toEqual(['packet.sent', 'packet.cancelled']);
+    expect(failedEvents[1]!.event.data).toEqual({ packetId: failed.packet.id, senderId: alice, reason: 'payment_failed' });
+
+    const reversed = await sendPaid(alice, 2, '2.00');
+    await forwardReturn(paid, reversed.packet.id, alice, await payInSandbox(paid, reversed.payment, 'reversed', 'delayed'));
+    const bob = user('cb');
+    const b = await payApi.openOk(reversed.packet.id, bob);
+    await waitForStatus(paid, reversed.packet.id, alice, 'cancelled');
+    const reversedEvents = await until('the reversed packet\'s events', () => delivered(reversed.packet.id), (list) => list.length >= 3);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(types(delivered(reversed.packet.id))).toEqual(['packet.sent', 'packet.opened', 'packet.cancelled']);
+    expect(reversedEvents[1]!.event.data).toMatchObject({ userId: bob, amount: b.amount, credited: false });
+    expect(hooks.received.some((entry) => entry.event.type === 'wallet.credited' && entry.event.data.userId === bob)).toBe(false);
+  });
+
+  it('a packet past its lifetime gives packet.expired with the refund and how many were claimed', async () => {
+    const [alice, bob] = [user('ea'), user('eb')];
+    await expApi.fund(alice, '5.00');
+    const packet = await expApi.sendOk(alice, { type: 'group_fixed', targetId: 'g', count: 3, amount: '1.20' });
+    await expApi.openOk(packet.id, bob);
+    await new Promise((resolve) => setTimeout(resolve, TTL_MS + 50));
+    await expiring.hongbao.service.expireDue();
+    const events = await until('the expired packet\'s events', () => delivered(packet.id), (list) => list.length >= 4);
+    expect(types(events)).toEqual(['packet.sent', 'packet.opened', 'wallet.credited', 'packet.expired']);
+    expect(events[3]!.event).toMatchObject({ id: `evt_expired_${packet.id}`, data: { packetId: packet.id, senderId: alice, refund: '2.40', claimedCount: 1 } });
+    // The refund is what the sender got back: 5.00 − 3.60 + 2.40.
+    expect(await expApi.balance(alice)).toBe('3.80');
+    // Expiring again adds nothing.
+    await expiring.hongbao.service.expireDue();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(hooks.received.filter((entry) => entry.event.type === 'packet.expired' && entry.event.data.packetId === packet.id && entry.answered === 200)).toHaveLength(1);
   });
 });
