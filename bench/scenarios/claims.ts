@@ -13,7 +13,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent, request } from 'undici';
 import { issueToken } from '../../src/http/auth.js';
 import { freePort } from '../../test/support/process.js';
 import { freshServerDatabase } from '../../test/support/server-database.js';
@@ -21,6 +20,7 @@ import { deleteTopic, loadAverage, servicePids, sleep } from '../cluster.js';
 import type { LoadResult } from '../loadgen.js';
 import { summariseProfiles, type ThreadProfile } from '../profile.js';
 import { argument, emit, fenOf, median, quick } from '../support.js';
+import { inParallel, setupApi } from '../setup-api.js';
 
 const SECRET = 'bench-secret';
 const mode = process.argv.includes('--services') ? 'services' : 'embedded';
@@ -41,31 +41,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 // ---------------------------------------------------------------- the API, for set-up and checks
 
-const agent = new Agent({ connections: 64, headersTimeout: 300_000, bodyTimeout: 300_000 });
-
-async function api(url: string, method: 'GET' | 'POST', path: string, token: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
-  const answer = await request(`${url}${path}`, {
-    method,
-    dispatcher: agent,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await answer.body.text();
-  try {
-    return { status: answer.statusCode, body: JSON.parse(text) };
-  } catch {
-    return { status: answer.statusCode, body: text };
-  }
-}
-
-async function inParallel<T>(items: readonly T[], concurrency: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let index = next++; index < items.length; index = next++) await task(items[index]!, index);
-    }),
-  );
-}
+const api = setupApi({ connections: 64, timeoutMs: 300_000 });
 
 const yuan = (amountFen: number) => `${Math.floor(amountFen / 100)}.${String(amountFen % 100).padStart(2, '0')}`;
 
@@ -473,5 +449,5 @@ try {
   });
 } finally {
   rmSync(folder, { recursive: true, force: true });
-  await agent.close();
+  await api.close();
 }

@@ -29,13 +29,14 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent, Pool, request } from 'undici';
+import { Pool } from 'undici';
 import { issueToken } from '../../src/http/auth.js';
 import { freePort } from '../../test/support/process.js';
 import { freshServerDatabase } from '../../test/support/server-database.js';
 import { deleteTopic, loadAverage, sleep } from '../cluster.js';
 import type { DeliveryRecord } from '../notifications-receiver.js';
 import { argument, emit, fenOf, percentile, quick } from '../support.js';
+import { inParallel, setupApi } from '../setup-api.js';
 
 const SECRET = 'bench-secret';
 const mode = process.argv.includes('--services') ? 'services' : 'embedded';
@@ -63,31 +64,7 @@ const log = (text: string) => process.stderr.write(text);
 
 // ---------------------------------------------------------------- the API, for set-up and checks
 
-const agent = new Agent({ connections: 32, headersTimeout: 120_000, bodyTimeout: 120_000 });
-
-async function api(url: string, method: 'GET' | 'POST', path: string, token: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
-  const answer = await request(`${url}${path}`, {
-    method,
-    dispatcher: agent,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await answer.body.text();
-  try {
-    return { status: answer.statusCode, body: JSON.parse(text) };
-  } catch {
-    return { status: answer.statusCode, body: text };
-  }
-}
-
-async function inParallel<T>(items: readonly T[], concurrency: number, task: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let index = next++; index < items.length; index = next++) await task(items[index]!, index);
-    }),
-  );
-}
+const api = setupApi({ connections: 32, timeoutMs: 120_000 });
 
 // ---------------------------------------------------------------- processes and their CPU (from /proc)
 
@@ -721,5 +698,5 @@ try {
   // Not every acknowledged claim's webhook arrived in time: the figures are printed, the scenario fails.
   if (!notifications.verified) process.exitCode = 1;
 } finally {
-  await agent.close();
+  await api.close();
 }
