@@ -13,10 +13,8 @@
 // Each scenario proves its fault happened by reading the durable state (database and log) while
 // the processes are down, and afterwards that every held claim was credited exactly once, the
 // books reconcile and Σ wallets + escrow = what the provider paid.
-import { spawn } from 'node:child_process';
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { createAdaptorServer } from '@hono/node-server';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
@@ -27,9 +25,8 @@ import { createSandbox, type Sandbox } from '../../src/payments/sandbox/index.js
 import { exportPrivateKey, generateSigningKeyPair, signNotification } from '../../src/payments/signing.js';
 import { call } from './crash-scenario.js';
 import { fen, yuan } from './http-client.js';
-import type { ServerProcess } from './process.js';
+import { startServer, type ServerProcess } from './process.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls until `accept` holds, or fails naming the last value seen. */
@@ -107,45 +104,8 @@ export async function startOutsideSandbox(options: { delayedNotifyMs?: number } 
 // The engine process on a fixed port: the notify URL its orders carry must reach it after a restart.
 
 /** Starts the real server (npm start's entry) on `port` and waits until /readyz answers 200. */
-export async function startOnPort(env: Record<string, string | undefined>, port: number, readyTimeoutMs = 120_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: Object.fromEntries(
-      Object.entries({ ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' }).filter(
-        (entry): entry is [string, string] => entry[1] !== undefined,
-      ),
-    ),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + readyTimeoutMs;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}:\n${output}`);
-    try {
-      if ((await fetch(`${url}/readyz`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`server not ready within ${readyTimeoutMs} ms:\n${output}`);
-    }
-    await sleep(50);
-  }
-  return {
-    url,
-    child,
-    output: () => output,
-    kill: (signal) =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill(signal);
-      }),
-  };
+export function startOnPort(env: Record<string, string | undefined>, port: number, readyTimeoutMs = 120_000): Promise<ServerProcess> {
+  return startServer(env, readyTimeoutMs, { port });
 }
 
 /** The engine's environment besides the database, log and sandbox: no request bucket shapes these tests. */

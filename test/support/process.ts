@@ -31,9 +31,10 @@ export async function startServer(
   /** An undefined value removes the variable from what the child inherits. */
   env: Record<string, string | undefined>,
   readyTimeoutMs = 60_000,
-  { until = 'ready' }: { until?: 'ready' | 'listening' } = {},
+  /** `port`: a fixed one (a restart that must come back where it was, e.g. the notify URL of orders). */
+  { until = 'ready', port: fixedPort }: { until?: 'ready' | 'listening'; port?: number } = {},
 ): Promise<ServerProcess> {
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: withoutUnset({ ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port), HOST: '127.0.0.1' }),
