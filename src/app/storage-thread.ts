@@ -81,7 +81,6 @@ export class StorageThread {
     this.ledger = {
       send: call('ledger.send'),
       deposit: call('ledger.deposit'),
-      balance: call('ledger.balance'),
       findSend: call('ledger.findSend'),
       wallet: call('ledger.wallet'),
       bookedClaims: call('ledger.bookedClaims'),

@@ -64,7 +64,6 @@ const rpc = serveRpc(port, {
   },
   'ledger.send': (...args: Parameters<Ledger['send']>) => opened().ledger.send(...args),
   'ledger.deposit': (...args: Parameters<Ledger['deposit']>) => opened().ledger.deposit(...args),
-  'ledger.balance': (userId: string) => opened().ledger.balance(userId),
   'ledger.findSend': (...args: Parameters<Ledger['findSend']>) => opened().ledger.findSend(...args),
   'ledger.wallet': (...args: Parameters<Ledger['wallet']>) => opened().ledger.wallet(...args),
   'ledger.bookedClaims': (transferIds: string[]) => opened().ledger.bookedClaims(transferIds),

@@ -47,7 +47,6 @@ export type LedgerPort = Pick<
   | 'send'
   | 'findSend'
   | 'deposit'
-  | 'balance'
   | 'wallet'
   | 'bookedClaims'
   | 'load'
@@ -116,10 +115,6 @@ export class Ledger implements LedgerPort {
         },
       ),
     );
-  }
-
-  balance(userId: string): Promise<Fen> {
-    return this.guard(() => walletBalance(this.database.db, userId));
   }
 
   /**

@@ -34,6 +34,6 @@ describe('the storage thread', () => {
     expect(open.status).toBe(503);
     expect((await h.call('GET', '/v1/wallet', { user: 'st-a' })).status).toBe(503);
     // A call that reaches the dead thread anyway is an UnavailableError (503), never a hang.
-    await expect(h.hongbao.ledger.balance('st-a')).rejects.toMatchObject({ name: 'UnavailableError' });
+    await expect(h.hongbao.ledger.wallet('st-a')).rejects.toMatchObject({ name: 'UnavailableError' });
   });
 });
